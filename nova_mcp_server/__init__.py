@@ -1,0 +1,3 @@
+"""nova-mcp-server: multimodal retrieval for AI agents over MCP."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Embedders: Nova on Bedrock (`nova`) and the embedded local default (`local`)."""

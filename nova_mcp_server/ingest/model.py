@@ -1,0 +1,76 @@
+"""What ingestion passes around: a resolved source and the segments cut from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from nova_mcp_server.schema import (
+    AudioInput,
+    DetailLevel,
+    Dimension,
+    EmbeddingPurpose,
+    ImageInput,
+    MediaSource,
+    Modality,
+    SingleEmbeddingParams,
+    SingleEmbeddingRequest,
+    TextInput,
+    VideoInput,
+)
+
+EmbedAs = Literal["text", "image", "audio", "video"]
+
+
+class SourceRef(BaseModel):
+    """One resolved source. ``uri`` is its identity (vector keys derive from it); ``content_hash`` its version."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    uri: str  # file:///abs/path, s3://bucket/key, inline:<sha256-prefix>
+    display: str  # what the agent sees: the path as given, the s3 URI, or "inline text"
+    kind: Literal["file", "s3", "inline"]
+    format: str  # detected by content: text, markdown, html, code, pdf, png, jpeg, gif, webp, mp3, wav, ogg, mp4, ...
+    modality: Modality
+    size: int
+    content_hash: str  # sha256 hex of the bytes
+    local_path: Path | None = None  # readable file on disk (files, downloaded S3 objects)
+    data: bytes | None = None  # inline content when there is no file
+
+
+class Segment(BaseModel):
+    """One vector's worth of a source, with where it sits in the source (page, seconds, characters)."""
+
+    ordinal: int  # 0..N-1 within the source; the vector key ends with it
+    modality: Modality  # what the agent searched for: a video key frame is still modality "video"
+    embed_as: EmbedAs  # what is sent to the embedder
+    text: str | None = None
+    media: bytes | None = None
+    media_format: str | None = None  # png/jpeg/gif/webp, mp3/wav/ogg, mp4/...
+    detail_level: DetailLevel | None = None  # DOCUMENT_IMAGE for rendered PDF pages
+    page: int | None = None  # 1-based
+    start_s: float | None = None
+    end_s: float | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+    snippet: str | None = None  # short human-readable text shown with a hit
+
+    def to_request(self, purpose: EmbeddingPurpose, dimension: Dimension) -> SingleEmbeddingRequest:
+        params: dict[str, object] = {"embedding_purpose": purpose, "embedding_dimension": dimension}
+        if self.embed_as == "text":
+            params["text"] = TextInput(value=self.text)
+        else:
+            source = MediaSource.from_bytes(self.media or b"")
+            if self.embed_as == "image":
+                params["image"] = ImageInput(
+                    format=self.media_format,
+                    source=source,
+                    detail_level=self.detail_level or DetailLevel.STANDARD_IMAGE,
+                )
+            elif self.embed_as == "audio":
+                params["audio"] = AudioInput(format=self.media_format, source=source)
+            else:
+                params["video"] = VideoInput(format=self.media_format, source=source)
+        return SingleEmbeddingRequest(single_embedding_params=SingleEmbeddingParams(**params))

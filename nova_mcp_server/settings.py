@@ -1,0 +1,88 @@
+"""Settings from `NOVA_MCP_*` environment variables, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nova_mcp_server.schema import DIMENSIONS, MODEL_ID
+
+Backend = Literal["aws", "local"]
+Transport = Literal["stdio", "sse", "streamable-http"]
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "nova-mcp-server"
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(os.pathsep, ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOVA_MCP_", extra="ignore")
+
+    backend: Backend | None = Field(default=None, description="aws or local; local unless AWS is configured")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="local store, job table, model cache"
+    )
+
+    # AWS
+    region: str | None = Field(default=None, description="AWS region (else AWS_REGION / profile default)")
+    profile: str | None = Field(default=None, description="AWS profile name (else AWS_PROFILE)")
+    model_id: str = Field(default=MODEL_ID, description="Bedrock model id")
+    dimension: int = Field(default=1024, description="Nova embedding dimension: 3072, 1024, 384 or 256")
+    vector_bucket: str | None = Field(default=None, description="S3 Vectors bucket (created on first use)")
+    staging_bucket: str | None = Field(default=None, description="S3 bucket for media and async outputs")
+    staging_prefix: str = Field(default="nova-mcp/", description="key prefix inside the staging bucket")
+    concurrency: int = Field(default=8, ge=1, le=256, description="concurrent embedding calls")
+
+    # Local
+    local_model: str = Field(default="Qdrant/clip-ViT-B-32", description="fastembed CLIP model family")
+    local_model_path: Path | None = Field(
+        default=None, description="folder with text/ and vision/ ONNX models; skips any download"
+    )
+
+    # Indexing and search
+    default_index: str = Field(default="default", description="index used when a call names none")
+    segment_seconds: int = Field(default=10, ge=1, le=30, description="audio/video segment length")
+
+    # Security
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.cwd()], description="folders files may be read from"
+    )
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="S3 buckets that may be read (empty: any)"
+    )
+    read_only: bool = Field(default=False, description="hide every tool that writes or deletes")
+    auth_token: SecretStr | None = Field(default=None, description="bearer token required over HTTP")
+
+    # Serving
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "WARNING"
+
+    _split_roots = field_validator("allowed_roots", "allowed_buckets", mode="before")(
+        classmethod(lambda cls, v: _split(v))
+    )
+
+    @field_validator("dimension")
+    @classmethod
+    def _nova_dimension(cls, value: int) -> int:
+        if value not in DIMENSIONS:
+            raise ValueError(f"dimension must be one of {', '.join(map(str, DIMENSIONS))}")
+        return value
+
+    @property
+    def resolved_backend(self) -> Backend:
+        if self.backend:
+            return self.backend
+        return "aws" if self.vector_bucket else "local"

@@ -1,0 +1,76 @@
+"""Assembling a `Core` from settings: the aws backend (Bedrock + S3 Vectors) or the local default."""
+
+from __future__ import annotations
+
+from nova_mcp_server.core import Core
+from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.jobs import JobStore
+from nova_mcp_server.settings import Settings
+
+
+def build_core(settings: Settings) -> Core:
+    """Cheap: no model is loaded and no AWS call is made until a tool needs one."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    jobs = JobStore(settings.data_dir / "jobs.sqlite")
+    if settings.resolved_backend == "aws":
+        return _aws(settings, jobs)
+    return _local(settings, jobs)
+
+
+def _ingest(settings: Settings, s3_client: object = None) -> Ingest:
+    return Ingest(
+        allowed_roots=list(settings.allowed_roots),
+        allowed_buckets=list(settings.allowed_buckets),
+        download_dir=settings.data_dir / "downloads",
+        segment_seconds=settings.segment_seconds,
+        s3_client=s3_client,
+    )
+
+
+def _local(settings: Settings, jobs: JobStore) -> Core:
+    from nova_mcp_server.embedders.local import LocalEmbedder
+    from nova_mcp_server.stores.local import LocalVectorStore
+
+    embedder = LocalEmbedder(
+        model=settings.local_model,
+        model_path=settings.local_model_path,
+        cache_dir=settings.data_dir / "models",
+    )
+    store = LocalVectorStore(settings.data_dir / "store")
+    return Core(settings=settings, embedder=embedder, store=store, jobs=jobs, ingest=_ingest(settings))
+
+
+def _aws(settings: Settings, jobs: JobStore) -> Core:
+    from nova_mcp_server.async_media import AsyncMedia
+    from nova_mcp_server.aws import AwsClients
+    from nova_mcp_server.embedders.nova import NovaEmbedder
+    from nova_mcp_server.ingest.media import media_duration
+    from nova_mcp_server.stores.s3vectors import S3VectorsStore
+
+    if not settings.vector_bucket:
+        raise InvalidInput(
+            "The aws backend needs a vector bucket.",
+            "Set NOVA_MCP_VECTOR_BUCKET (or --vector-bucket); it is created on first use.",
+        )
+    clients = AwsClients(settings)
+    embedder = NovaEmbedder(settings, clients)
+    store = S3VectorsStore(clients.s3vectors, settings.vector_bucket)
+    async_media = None
+    if settings.staging_bucket:
+        async_media = AsyncMedia(
+            embedder=embedder,
+            s3_client=clients.s3,
+            staging_bucket=settings.staging_bucket,
+            staging_prefix=settings.staging_prefix,
+            segment_seconds=settings.segment_seconds,
+            duration_of=media_duration,
+        )
+    return Core(
+        settings=settings,
+        embedder=embedder,
+        store=store,
+        jobs=jobs,
+        ingest=_ingest(settings, clients.s3),
+        async_media=async_media,
+    )

@@ -1,0 +1,139 @@
+"""One entry point: `nova-mcp-server [serve]` runs the MCP server; `index`, `search`, `jobs`, `indexes` are for people.
+
+Flags override `NOVA_MCP_*` environment variables. In stdio mode nothing but protocol goes to stdout:
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from nova_mcp_server import __version__
+from nova_mcp_server.errors import NovaError
+
+COMMANDS = ("serve", "index", "search", "jobs", "indexes")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("backend (flags override NOVA_MCP_* environment variables)")
+    g.add_argument("--backend", choices=["aws", "local"], help="default: aws if a vector bucket is set, else local")
+    g.add_argument("--data-dir", type=Path, help="local store, job table and model cache")
+    g.add_argument("--region", help="AWS region")
+    g.add_argument("--profile", help="AWS profile")
+    g.add_argument("--model-id", help="Bedrock model id")
+    g.add_argument("--dimension", type=int, choices=[3072, 1024, 384, 256], help="Nova embedding dimension")
+    g.add_argument("--vector-bucket", help="S3 Vectors bucket")
+    g.add_argument("--staging-bucket", help="S3 bucket for media uploads and async outputs")
+    g.add_argument("--concurrency", type=int, help="concurrent embedding calls")
+    g.add_argument("--local-model", help="fastembed CLIP model family for the local backend")
+    g.add_argument("--local-model-path", type=Path, help="folder with text/ and vision/ ONNX models")
+    g.add_argument("--allowed-root", action="append", type=Path, dest="allowed_roots", help="repeatable")
+    g.add_argument("--allowed-bucket", action="append", dest="allowed_buckets", help="repeatable")
+    g.add_argument("--default-index", help="index used when a call names none")
+    g.add_argument("--log-level", help="DEBUG, INFO, WARNING (default), ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nova-mcp-server", description="Multimodal retrieval MCP server")
+    parser.add_argument("--version", action="version", version=f"nova-mcp-server {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the MCP server (the default command)")
+    _common(serve)
+    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"])
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--read-only", action="store_true", default=None, help="hide tools that write or delete")
+
+    index = sub.add_parser("index", help="index files, folders or s3:// URIs")
+    _common(index)
+    index.add_argument("paths", nargs="+")
+    index.add_argument("--index", dest="index_name")
+    index.add_argument("--include", action="append", default=[])
+    index.add_argument("--exclude", action="append", default=[])
+    index.add_argument("--metadata", type=json.loads, help="JSON object added to every vector")
+    index.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    search = sub.add_parser("search", help="search an index by text or image")
+    _common(search)
+    search.add_argument("query", nargs="?")
+    search.add_argument("--image", help="image file or s3:// URI to search with")
+    search.add_argument("--index", dest="index_name")
+    search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--filter", type=json.loads, help="S3 Vectors filter as JSON")
+    search.add_argument("--modality", action="append")
+    search.add_argument("--json", action="store_true")
+
+    jobs = sub.add_parser("jobs", help="show jobs (and move them forward)")
+    _common(jobs)
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--json", action="store_true")
+
+    indexes = sub.add_parser("indexes", help="list indexes")
+    _common(indexes)
+    indexes.add_argument("--json", action="store_true")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from nova_mcp_server.settings import Settings
+
+    names = set(Settings.model_fields)
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["serve", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"nova-mcp-server: invalid setting: {exc.errors(include_url=False)[0]['msg']}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        from nova_mcp_server.backends import build_core
+
+        core = build_core(settings)
+        if args.command == "serve":
+            return serve(core)
+        from nova_mcp_server import console
+
+        return anyio.run(console.run_command, core, args)
+    except NovaError as exc:
+        print(f"nova-mcp-server: {exc.text}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve(core: Any) -> int:
+    from nova_mcp_server.server import build_server
+
+    settings = core.settings
+    mcp = build_server(core)
+    if settings.transport == "stdio":
+        mcp.run()
+        return 0
+    from nova_mcp_server.http import serve_http
+
+    serve_http(mcp, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,564 @@
+"""The one facade the MCP server and the CLI share: embed, index, search, jobs.
+
+Data flows one way: call -> core -> ingest (resolve, segment) -> embedder -> store. Nothing above this
+module touches boto3 or a store directly; nothing below it knows about MCP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+
+from nova_mcp_server import keys
+from nova_mcp_server.async_media import AsyncMedia
+from nova_mcp_server.embedders.base import Embedder
+from nova_mcp_server.errors import DimensionMismatch, IndexNotFound, InvalidInput, NotFound, NovaError
+from nova_mcp_server.ingest.model import Segment, SourceRef
+from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.jobs import JobStore
+from nova_mcp_server.models import (
+    ContentInput,
+    DeleteReport,
+    EmbeddingOut,
+    EmbedResult,
+    Failure,
+    IndexReport,
+    IndexSummary,
+    JobInfo,
+    SearchHit,
+    SearchResult,
+)
+from nova_mcp_server.schema import EmbeddingPurpose, Modality, check_dimension
+from nova_mcp_server.settings import Settings
+from nova_mcp_server.stores.base import (
+    MAX_DELETE,
+    MAX_GET,
+    MAX_PUT,
+    EmbedderStamp,
+    IndexInfo,
+    IndexSpec,
+    VectorRecord,
+    VectorStore,
+    check_index_name,
+    check_top_k,
+)
+
+Progress = Callable[[float, float | None, str], Awaitable[None]]
+PREVIEW_VALUES = 8
+VECTOR_CACHE_SIZE = 256
+EMBED_BATCH = 64  # requests per embed() call; bounds memory on huge sources
+RETRIEVAL_PURPOSE = {
+    None: EmbeddingPurpose.GENERIC_RETRIEVAL,
+    Modality.TEXT: EmbeddingPurpose.TEXT_RETRIEVAL,
+    Modality.IMAGE: EmbeddingPurpose.IMAGE_RETRIEVAL,
+    Modality.DOCUMENT: EmbeddingPurpose.DOCUMENT_RETRIEVAL,
+    Modality.VIDEO: EmbeddingPurpose.VIDEO_RETRIEVAL,
+    Modality.AUDIO: EmbeddingPurpose.AUDIO_RETRIEVAL,
+}
+
+
+async def _no_progress(done: float, total: float | None, message: str) -> None:
+    return None
+
+
+@dataclass
+class Core:
+    settings: Settings
+    embedder: Embedder
+    store: VectorStore
+    jobs: JobStore
+    ingest: Ingest
+    async_media: AsyncMedia | None = None  # Nova async segmented path (aws backend with a staging bucket)
+    _vectors: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)
+
+    # ---- helpers ------------------------------------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        info = self.embedder.info
+        if info.provider == "nova":
+            return self.settings.dimension
+        return info.default_dimension
+
+    @property
+    def stamp(self) -> EmbedderStamp:
+        return EmbedderStamp(
+            provider=self.embedder.info.provider, model=self.embedder.info.model, dimension=self.dimension
+        )
+
+    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def _index_info(self, name: str) -> IndexInfo:
+        check_index_name(name)
+        return await self._store(self.store.get_index, name)
+
+    def _check_compatible(self, info: IndexInfo) -> None:
+        stamp = info.embedder
+        mine = self.stamp
+        if info.dimension != mine.dimension or (stamp and (stamp.provider, stamp.model) != (mine.provider, mine.model)):
+            built = f"{stamp.provider}/{stamp.model}" if stamp else "another embedder"
+            raise DimensionMismatch(
+                f"Index '{info.name}' was built with {built} at dimension {info.dimension}; this server embeds with "
+                f"{mine.provider}/{mine.model} at dimension {mine.dimension}.",
+                "Use another index name (a new one is created on first index_content), or run the server with the "
+                "backend and dimension the index was built with.",
+            )
+
+    async def _ensure_index(self, name: str) -> IndexInfo:
+        try:
+            info = await self._index_info(name)
+        except IndexNotFound:
+            spec = IndexSpec(
+                name=name,
+                dimension=self.dimension,
+                metric="cosine",
+                non_filterable_keys=keys.NON_FILTERABLE_KEYS,
+                embedder=self.stamp,
+            )
+            info = await self._store(self.store.create_index, spec)
+        self._check_compatible(info)
+        return info
+
+    def _remember(self, vector: list[float]) -> str:
+        digest = hashlib.sha256(np.asarray(vector, dtype=np.float32).tobytes()).hexdigest()[:16]
+        handle = f"vec-{digest}"
+        self._vectors[handle] = vector
+        self._vectors.move_to_end(handle)
+        while len(self._vectors) > VECTOR_CACHE_SIZE:
+            self._vectors.popitem(last=False)
+        return handle
+
+    # ---- embed ---------------------------------------------------------------------------------------------
+
+    async def embed(
+        self,
+        contents: Sequence[ContentInput],
+        *,
+        purpose: EmbeddingPurpose = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: int | None = None,
+        include_vector: bool = False,
+    ) -> EmbedResult:
+        if not contents:
+            raise InvalidInput("Give at least one content to embed.")
+        dim = self._pick_dimension(dimension)
+        sources, failures = await self.ingest.resolve_contents(contents)
+        if failures:
+            raise InvalidInput("Could not read: " + "; ".join(f"{f.source}: {f.reason}" for f in failures))
+        firsts: list[Segment] = []
+        totals: list[int] = []
+        for source in sources:
+            segments = await self.ingest.segment(source, self.embedder.info)
+            firsts.append(segments[0])
+            totals.append(len(segments))
+        items = await self.embedder.embed([seg.to_request(purpose, dim) for seg in firsts])
+        outs: list[EmbeddingOut] = []
+        vectors: list[np.ndarray] = []
+        for source, seg, total, result in zip(sources, firsts, totals, items, strict=True):
+            vector = result[0].embedding
+            arr = np.asarray(vector, dtype=np.float64)
+            vectors.append(arr)
+            outs.append(
+                EmbeddingOut(
+                    modality=seg.modality.value,
+                    dimension=len(vector),
+                    model=self.embedder.info.model,
+                    source=source.display,
+                    norm=round(float(np.linalg.norm(arr)), 6),
+                    preview=[round(v, 6) for v in vector[:PREVIEW_VALUES]],
+                    handle=self._remember(vector),
+                    vector=vector if include_vector else None,
+                    segments_total=total,
+                )
+            )
+        similarity = None
+        if len(vectors) > 1:
+            mat = np.stack(vectors)
+            mat = mat / np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-12)
+            similarity = [[round(float(x), 6) for x in row] for row in mat @ mat.T]
+        return EmbedResult(embeddings=outs, similarity=similarity)
+
+    def _pick_dimension(self, dimension: int | None) -> int:
+        if dimension is None:
+            return self.dimension
+        if self.embedder.info.provider == "nova":
+            return check_dimension(dimension)
+        if dimension not in self.embedder.info.dimensions:
+            raise InvalidInput(
+                f"Dimension {dimension} is not available on the {self.embedder.info.provider} backend; "
+                f"its model produces {self.embedder.info.dimensions}."
+            )
+        return dimension
+
+    # ---- index ---------------------------------------------------------------------------------------------
+
+    async def index(
+        self,
+        items: Sequence[ContentInput],
+        *,
+        index: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        recursive: bool = True,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        name = index or self.settings.default_index
+        check_index_name(name)
+        user_meta = keys.check_user_metadata(metadata)
+        if not items:
+            raise InvalidInput("Give at least one path, s3:// URI or text to index.")
+        report = progress or _no_progress
+        await report(0, None, "resolving sources")
+        sources, failures = await self.ingest.resolve_contents(
+            items, include=include, exclude=exclude, recursive=recursive
+        )
+        result = IndexReport(index=name, failed=[Failure(source=f.source, reason=f.reason) for f in failures])
+        if not sources:
+            return result
+        info = await self._ensure_index(name)
+        total = len(sources)
+        for done, source in enumerate(sources):
+            await report(done, total, f"indexing {source.display}")
+            try:
+                outcome = await self._index_source(info, source, user_meta)
+            except NovaError as exc:
+                result.failed.append(Failure(source=source.display, reason=exc.text))
+                continue
+            if outcome.skipped:
+                result.skipped_unchanged += 1
+            elif outcome.job_id:
+                result.jobs.append(outcome.job_id)
+            else:
+                result.indexed_sources += 1
+                result.indexed_segments += outcome.written
+                result.removed_segments += outcome.removed
+        await report(total, total, "done")
+        return result
+
+    async def _index_source(self, info: IndexInfo, source: SourceRef, user_meta: dict[str, Any]) -> _Outcome:
+        sid = keys.source_id(source.uri)
+        marker = await self._marker(info.name, sid)
+        if marker and marker.get("content_hash") == source.content_hash and not marker.get("partial"):
+            return _Outcome(skipped=True)
+        old_count = int(marker.get("segment_count", 0)) if marker else 0
+        if self.async_media is not None and await self.async_media.wants(source):
+            job_id = await self.async_media.start(self, info.name, source, user_meta, old_count)
+            return _Outcome(job_id=job_id)
+        segments = await self.ingest.segment(source, self.embedder.info)
+        if not segments:
+            raise InvalidInput(f"{source.display} has no content to index.")
+        records: list[VectorRecord] = []
+        for start in range(0, len(segments), EMBED_BATCH):
+            batch = segments[start : start + EMBED_BATCH]
+            requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.dimension) for seg in batch]
+            results = await self.embedder.embed(requests)
+            for seg, items in zip(batch, results, strict=True):
+                records.append(
+                    VectorRecord(
+                        key=keys.vector_key(sid, seg.ordinal),
+                        data=items[0].embedding,
+                        metadata=segment_metadata(source, seg, user_meta),
+                    )
+                )
+        removed = await self.commit_source(info.name, sid, source, records, old_count)
+        return _Outcome(written=len(records), removed=removed)
+
+    async def _marker(self, index: str, sid: str) -> dict[str, Any] | None:
+        found = await self._store(self.store.get_vectors, index, [keys.vector_key(sid, 0)], return_metadata=True)
+        return (found[0].metadata or {}) if found else None
+
+    async def commit_source(
+        self,
+        index: str,
+        sid: str,
+        source: SourceRef,
+        records: list[VectorRecord],
+        old_count: int,
+        *,
+        partial: bool = False,
+    ) -> int:
+        """Write a source's vectors so that a crash at any point is resumable without duplicates.
+
+        Order: every segment but 0, then the stale keys past the new count, then segment 0 carrying the hash
+        and count. Until segment 0 lands, the next run sees the old (or no) hash and indexes again.
+        """
+        ordinals = sorted(int(r.key.rsplit("-", 1)[1]) for r in records)
+        count = (ordinals[-1] + 1) if ordinals else 0
+        head = [r for r in records if r.key == keys.vector_key(sid, 0)]
+        rest = [r for r in records if r.key != keys.vector_key(sid, 0)]
+        for start in range(0, len(rest), MAX_PUT):
+            await self._store(self.store.put_vectors, index, rest[start : start + MAX_PUT])
+        stale = [keys.vector_key(sid, n) for n in range(count, old_count)]
+        await self._delete_keys(index, stale)
+        if head:
+            meta = dict(head[0].metadata or {})
+            meta.update(content_hash=source.content_hash, segment_count=count)
+            if partial:
+                meta["partial"] = True
+            await self._store(self.store.put_vectors, index, [head[0].model_copy(update={"metadata": meta})])
+        return len(stale)
+
+    # ---- search --------------------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        *,
+        query: str | None = None,
+        image: ContentInput | None = None,
+        vector_handle: str | None = None,
+        index: str | None = None,
+        top_k: int = 5,
+        filter: dict[str, Any] | None = None,
+        modality: Sequence[str] | None = None,
+    ) -> SearchResult:
+        name = index or self.settings.default_index
+        check_top_k(top_k)
+        given = [x is not None for x in (query, image, vector_handle)]
+        if sum(given) != 1:
+            raise InvalidInput("Give exactly one of query (text), image, or vector_handle.")
+        modalities = _parse_modalities(modality)
+        info = await self._index_info(name)
+        self._check_compatible(info)
+        purpose = RETRIEVAL_PURPOSE[modalities[0] if len(modalities) == 1 else None]
+        if vector_handle is not None:
+            vector = self._vectors.get(vector_handle)
+            if vector is None:
+                raise NotFound(
+                    f"No vector with handle '{vector_handle}'.", "Embed the content again with embed_content."
+                )
+        else:
+            if query is not None and not query.strip():
+                raise InvalidInput("The query is empty; give some text to search for.")
+            content = ContentInput(text=query) if query is not None else image
+            sources, failures = await self.ingest.resolve_contents([content])
+            if failures:
+                raise InvalidInput(f"Could not read the query: {failures[0].reason}")
+            segment = (await self.ingest.segment(sources[0], self.embedder.info))[0]
+            if image is not None and segment.embed_as != "image":
+                raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
+            vector = (await self.embedder.embed([segment.to_request(purpose, info.dimension)]))[0][0].embedding
+        combined = _combine_filters(filter, modalities)
+        hits = await self._store(
+            self.store.query_vectors, name, vector, top_k=top_k, filter=combined, return_metadata=True
+        )
+        return SearchResult(
+            index=name, purpose=purpose.value, hits=[_hit(name, rank, hit) for rank, hit in enumerate(hits, 1)]
+        )
+
+    # ---- indexes and items ---------------------------------------------------------------------------------
+
+    async def list_indexes(self) -> list[IndexSummary]:
+        infos = await self._store(self.store.list_indexes)
+        return [_summary(info) for info in infos]
+
+    async def describe_index(self, name: str) -> IndexSummary:
+        return _summary(await self._index_info(name))
+
+    async def create_index(self, name: str) -> IndexSummary:
+        return _summary(await self._ensure_index(name))
+
+    async def delete_index(self, name: str) -> IndexSummary:
+        info = await self._index_info(name)
+        await self._store(self.store.delete_index, name)
+        return _summary(info)
+
+    async def get_item(self, index: str, key: str) -> dict[str, Any]:
+        await self._index_info(index)
+        found = await self._store(self.store.get_vectors, index, [key], return_metadata=True)
+        if not found:
+            raise NotFound(f"No item '{key}' in index '{index}'.")
+        return {"index": index, "key": key, "metadata": found[0].metadata or {}}
+
+    async def list_items(self, index: str, *, limit: int = 100, next_token: str | None = None) -> dict[str, Any]:
+        await self._index_info(index)
+        page = await self._store(
+            self.store.list_vectors, index, max_results=limit, next_token=next_token, return_metadata=True
+        )
+        items = [
+            {
+                "key": v.key,
+                "uri": item_uri(index, v.key),
+                **{k: (v.metadata or {}).get(k) for k in ("source", "modality", "page", "start_s", "end_s")},
+            }
+            for v in page.vectors
+        ]
+        return {"index": index, "items": items, "next_token": page.next_token}
+
+    async def delete_content(self, index: str, source: str) -> DeleteReport:
+        """Delete every vector of one source (a path, an s3:// URI, or a `source` value from a hit)."""
+        await self._index_info(index)
+        sid = keys.source_id(self.ingest.canonical_uri(source))
+        marker = await self._marker(index, sid)
+        known = [keys.vector_key(sid, n) for n in range(int(marker.get("segment_count", 0)) if marker else 0)]
+        await self._delete_keys(index, known)
+        deleted = len(known)
+        # Leftovers of an interrupted write are found through the filterable source_id.
+        probe = [1.0] + [0.0] * (self.dimension - 1)
+        while hits := await self._store(
+            self.store.query_vectors, index, probe, top_k=100, filter={"source_id": sid}, return_metadata=False
+        ):
+            await self._delete_keys(index, [h.key for h in hits])
+            deleted += len(hits)
+        if not deleted:
+            raise NotFound(
+                f"Index '{index}' holds no vectors of {source}.", "Use the `source` value shown in a search hit."
+            )
+        return DeleteReport(index=index, deleted=deleted)
+
+    async def _delete_keys(self, index: str, doomed: Sequence[str]) -> None:
+        for start in range(0, len(doomed), MAX_DELETE):
+            await self._store(self.store.delete_vectors, index, list(doomed[start : start + MAX_DELETE]))
+
+    # ---- jobs ----------------------------------------------------------------------------------------------
+
+    async def job_status(self, job_id: str | None = None, *, limit: int = 20) -> list[JobInfo]:
+        if job_id is None:
+            for active in self.jobs.active_ids():
+                await self.advance_job(active)
+            return self.jobs.recent(limit)
+        self.jobs.get(job_id)
+        await self.advance_job(job_id)
+        return [self.jobs.get(job_id)]
+
+    async def advance_job(self, job_id: str) -> JobInfo:
+        job = self.jobs.get(job_id)
+        if job.status in ("completed", "failed") or self.async_media is None:
+            return job
+        await self.async_media.advance(self, job_id)
+        return self.jobs.get(job_id)
+
+    async def poll_jobs(self) -> None:
+        for job_id in self.jobs.active_ids():
+            try:
+                await self.advance_job(job_id)
+            except NovaError as exc:  # transient: keep the job and try again on the next tick
+                self.jobs.update(job_id, error=exc.text)
+
+    def capabilities(self) -> dict[str, Any]:
+        info = self.embedder.info
+        return {
+            "backend": self.settings.resolved_backend,
+            "provider": info.provider,
+            "model": info.model,
+            "model_status": self.embedder.status(),
+            "dimension": self.dimension,
+            "dimensions": info.dimensions,
+            "modalities": info.modalities,
+            "index_modalities": [m.value for m in Modality],
+            "max_text_chars_per_request": info.max_text_chars,
+            "max_sync_media_seconds": info.max_sync_media_seconds,
+            "async_jobs": self.async_media is not None,
+            "default_index": self.settings.default_index,
+            "read_only": self.settings.read_only,
+            "limits": {
+                "top_k": [1, 100],
+                "put_batch": MAX_PUT,
+                "get_batch": MAX_GET,
+                "delete_batch": MAX_DELETE,
+                "metadata_total_bytes": 40 * 1024,
+                "metadata_filterable_bytes": 2 * 1024,
+                "metadata_keys": 50,
+                "vector_key_chars": 1024,
+            },
+            "filter_operators": ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"],
+            "filterable_keys": sorted(keys.RESERVED_KEYS - {keys.SNIPPET_KEY}),
+        }
+
+
+@dataclass
+class _Outcome:
+    skipped: bool = False
+    written: int = 0
+    removed: int = 0
+    job_id: str | None = None
+
+
+def segment_metadata(source: SourceRef, seg: Segment, user_meta: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(user_meta)
+    meta.update(
+        source=keys.canonical_source(source.uri),
+        source_id=keys.source_id(source.uri),
+        modality=seg.modality.value,
+        format=source.format,
+        segment=seg.ordinal,
+        indexed_at=int(time.time()),
+    )
+    for name in ("page", "start_s", "end_s", "char_start", "char_end"):
+        value = getattr(seg, name)
+        if value is not None:
+            meta[name] = round(value, 3) if isinstance(value, float) else value
+    snippet = seg.snippet or (seg.text[: keys.MAX_SNIPPET_CHARS] if seg.text else None)
+    if snippet:
+        meta[keys.SNIPPET_KEY] = snippet[: keys.MAX_SNIPPET_CHARS]
+    return meta
+
+
+def item_uri(index: str, key: str) -> str:
+    return f"nova://indexes/{index}/items/{key}"
+
+
+def _summary(info: IndexInfo) -> IndexSummary:
+    return IndexSummary(
+        name=info.name,
+        dimension=info.dimension,
+        metric=info.metric,
+        vector_count=info.vector_count,
+        provider=info.embedder.provider if info.embedder else None,
+        model=info.embedder.model if info.embedder else None,
+        uri=f"nova://indexes/{info.name}",
+    )
+
+
+def _parse_modalities(modality: Sequence[str] | str | None) -> list[Modality]:
+    if not modality:
+        return []
+    names = [modality] if isinstance(modality, str) else list(modality)
+    out = []
+    for name in names:
+        try:
+            out.append(Modality(str(name).lower()))
+        except ValueError:
+            raise InvalidInput(f"Unknown modality {name!r}; use any of {[m.value for m in Modality]}.") from None
+    return out
+
+
+def _combine_filters(user_filter: dict[str, Any] | None, modalities: list[Modality]) -> dict[str, Any] | None:
+    if user_filter is not None and not isinstance(user_filter, dict):
+        raise InvalidInput(
+            'filter must be a JSON object in the S3 Vectors filter language, e.g. {"page": {"$gte": 2}}.'
+        )
+    parts = [user_filter] if user_filter else []
+    if modalities:
+        parts.append({"modality": {"$in": [m.value for m in modalities]}})
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _hit(index: str, rank: int, hit: Any) -> SearchHit:
+    meta = dict(hit.metadata or {})
+    distance = hit.distance if hit.distance is not None else 0.0
+    user = {k: v for k, v in meta.items() if k not in keys.RESERVED_KEYS}
+    return SearchHit(
+        rank=rank,
+        key=hit.key,
+        score=round(1.0 - float(distance), 6),
+        modality=meta.get("modality"),
+        source=meta.get("source"),
+        page=meta.get("page"),
+        start_s=meta.get("start_s"),
+        end_s=meta.get("end_s"),
+        char_start=meta.get("char_start"),
+        char_end=meta.get("char_end"),
+        snippet=meta.get(keys.SNIPPET_KEY),
+        metadata=user,
+        uri=item_uri(index, hit.key),
+    )

@@ -1,0 +1,73 @@
+"""`Ingest`: the settings-aware front of ingestion that the core calls.
+
+It binds the allowed roots, the bucket allow-list and the S3 client to the pure functions in `sources` and
+`segment`, and runs their blocking work in worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from nova_mcp_server.embedders.base import EmbedderInfo
+from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.ingest import segment as segmenting
+from nova_mcp_server.ingest import sources as resolving
+from nova_mcp_server.ingest.model import Segment, SourceRef
+from nova_mcp_server.models import ContentInput
+
+
+@dataclass
+class Ingest:
+    allowed_roots: list[Path]
+    allowed_buckets: list[str]
+    download_dir: Path
+    segment_seconds: int = 10
+    s3_client: Any = None  # boto3 S3 client, or a factory's lazily built one
+
+    async def resolve_contents(
+        self,
+        contents: Sequence[ContentInput],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        recursive: bool = True,
+    ) -> tuple[list[SourceRef], list[resolving.SourceFailure]]:
+        items = [_to_item(c) for c in contents]
+        return await anyio.to_thread.run_sync(
+            lambda: resolving.resolve_sources(
+                items,
+                allowed_roots=self.allowed_roots,
+                allowed_buckets=self.allowed_buckets,
+                include=list(include),
+                exclude=list(exclude),
+                recursive=recursive,
+                s3_client=self.s3_client,
+                download_dir=self.download_dir,
+            )
+        )
+
+    async def segment(self, source: SourceRef, info: EmbedderInfo) -> list[Segment]:
+        return await anyio.to_thread.run_sync(
+            lambda: list(segmenting.segment_source(source, info, segment_seconds=self.segment_seconds))
+        )
+
+    def canonical_uri(self, source: str) -> str:
+        """The identity a source was indexed under, without reading it (the file may be gone)."""
+        if source.startswith(("s3://", "inline:")):
+            return source
+        if source.startswith("file://"):
+            source = source.removeprefix("file://")
+        return "file://" + os.path.realpath(os.path.expanduser(source))
+
+
+def _to_item(content: ContentInput) -> Any:
+    given = [name for name in ("text", "path", "s3_uri", "data") if getattr(content, name) is not None]
+    if len(given) != 1:
+        raise InvalidInput(f"Each content needs exactly one of text, path, s3_uri or data (got {given or 'none'}).")
+    return resolving.SourceItem(**content.model_dump(exclude_none=True))

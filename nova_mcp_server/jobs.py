@@ -1,0 +1,152 @@
+"""Durable job table (SQLite in the data dir).
+
+A Bedrock async job outlives the process that started it. Each row moves forward through
+pending -> running -> ingesting -> completed | failed, and every move is one transaction, so a restart
+finds each job in a state it can resume from. Ingesting a finished job is claimed with a lease, which keeps
+two pollers (or a poller and a `job_status` call) from writing the same vectors at the same time; the
+vector keys are deterministic, so a crash in the middle re-ingests to the same keys with no duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from nova_mcp_server.errors import NotFound
+from nova_mcp_server.models import JobInfo
+
+LEASE_SECONDS = 300.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    index_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    progress_done INTEGER NOT NULL DEFAULT 0,
+    progress_total INTEGER,
+    vectors_written INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    segment_failures TEXT NOT NULL DEFAULT '[]',
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, updated_at);
+"""
+
+ACTIVE = ("pending", "running", "ingesting")
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    def create(self, *, kind: str, index: str, source: str, payload: dict[str, Any], status: str = "running") -> str:
+        job_id = f"job-{uuid.uuid4().hex[:12]}"
+        now = time.time()
+        self._connect().execute(
+            "INSERT INTO jobs (id, kind, status, index_name, source, payload, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, kind, status, index, source, json.dumps(payload), now, now),
+        )
+        return job_id
+
+    def get(self, job_id: str) -> JobInfo:
+        row = self._connect().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"No job '{job_id}'.", "Call job_status without an id to list recent jobs.")
+        return _info(row)
+
+    def payload(self, job_id: str) -> dict[str, Any]:
+        row = self._connect().execute("SELECT payload FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"No job '{job_id}'.")
+        return json.loads(row["payload"])
+
+    def recent(self, limit: int = 20) -> list[JobInfo]:
+        rows = self._connect().execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_info(r) for r in rows]
+
+    def active_ids(self) -> list[str]:
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._connect().execute(f"SELECT id FROM jobs WHERE status IN ({marks}) ORDER BY created_at", ACTIVE)
+        return [r["id"] for r in rows]
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if "segment_failures" in fields:
+            fields["segment_failures"] = json.dumps(fields["segment_failures"])
+        if "payload" in fields:
+            fields["payload"] = json.dumps(fields["payload"])
+        fields["updated_at"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._connect().execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
+
+    def claim_ingest(self, job_id: str, owner_lease: float = LEASE_SECONDS) -> bool:
+        """Take the right to ingest a finished job; False if it is done or someone else holds a live lease."""
+        now = time.time()
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT status, lease_until FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["status"] in ("completed", "failed"):
+                db.execute("COMMIT")
+                return False
+            if row["status"] == "ingesting" and row["lease_until"] > now:
+                db.execute("COMMIT")
+                return False
+            db.execute(
+                "UPDATE jobs SET status = 'ingesting', lease_until = ?, attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ?",
+                (now + owner_lease, now, job_id),
+            )
+            db.execute("COMMIT")
+            return True
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def _info(row: sqlite3.Row) -> JobInfo:
+    return JobInfo(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        index=row["index_name"],
+        source=row["source"],
+        progress_done=row["progress_done"],
+        progress_total=row["progress_total"],
+        vectors_written=row["vectors_written"],
+        error=row["error"],
+        segment_failures=json.loads(row["segment_failures"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

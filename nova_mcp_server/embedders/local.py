@@ -1,0 +1,494 @@
+"""The embedded local default: an open CLIP model (text + image, one space) run by fastembed on ONNX.
+
+Why this shape:
+- Lazy. Constructing the embedder imports neither fastembed nor onnxruntime and touches no model file, so
+  the MCP server answers ``initialize`` and ``tools/list`` at once. The first ``embed`` loads both towers in
+  a worker thread, once, however many calls arrive together.
+- Never hangs offline. A cached model loads from the cache without any network call. Otherwise, unless
+  ``HF_HUB_OFFLINE`` is set, a single bounded request asks the hub whether it is reachable before the
+  download (fastembed would otherwise retry for ~40 s); when it is not, ``ModelUnavailable`` says how to
+  get the model. ``model_path`` (a folder with ``text/`` and ``vision/``) never touches the network.
+- Answers the Nova request contract: text and image requests; audio, video and S3 sources are refused
+  with a message saying what the local backend does instead. CLIP has one space, so the purpose is
+  accepted and ignored; it has one dimension, which a request may name but not change.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import numpy as np
+from anyio.lowlevel import RunVar
+
+from nova_mcp_server.embedders.base import EmbedderInfo
+from nova_mcp_server.errors import DimensionMismatch, InvalidInput, ModelUnavailable, NovaError
+from nova_mcp_server.schema import EmbeddingItem, EmbeddingType, SingleEmbeddingRequest, TruncationMode
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+    from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FAMILY = "Qdrant/clip-ViT-B-32"
+MODEL_PATH_CONFIG = "nova-mcp.json"  # optional {"model": str, "dimension": int, "max_text_chars": int} in model_path
+
+# CLIP's text tower reads 77 tokens (75 words/pieces + start and end). English averages ~4 characters per
+# BPE token, so ~300 characters fill the window without routinely losing the end; denser text (code,
+# numbers) is truncated by the tokenizer and reported through truncated_char_length.
+CLIP_MAX_TEXT_CHARS = 300
+
+OnLoading = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A fastembed text/vision pair that embeds into one space."""
+
+    text: str  # fastembed TextEmbedding model name
+    vision: str  # fastembed ImageEmbedding model name
+    dimension: int
+    max_text_chars: int
+    download_gb: float  # shown to the user before the first download
+    text_files: tuple[str, ...] = ("model.onnx", "tokenizer.json", "tokenizer_config.json")
+    vision_files: tuple[str, ...] = ("model.onnx", "preprocessor_config.json")
+
+
+# Names and dimensions as listed by fastembed 0.9 (fastembed/text/clip_embedding.py and
+# fastembed/image/onnx_embedding.py). Adding a pair here is all another family needs.
+FAMILIES: dict[str, Family] = {
+    "qdrant/clip-vit-b-32": Family(
+        text="Qdrant/clip-ViT-B-32-text",
+        vision="Qdrant/clip-ViT-B-32-vision",
+        dimension=512,
+        max_text_chars=CLIP_MAX_TEXT_CHARS,
+        download_gb=0.6,
+    ),
+}
+
+
+@dataclass
+class _Loaded:
+    text: Any  # fastembed.TextEmbedding
+    vision: Any  # fastembed.ImageEmbedding
+    counter: Tokenizer | None  # the text tokenizer without truncation, to measure and cut long texts
+    content_tokens: int  # tokens left for the text once the special tokens are added
+
+
+class LocalEmbedder:
+    """CLIP text + image embeddings on this machine; implements the `Embedder` protocol."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_FAMILY,
+        *,
+        model_path: Path | str | None = None,
+        cache_dir: Path | str | None = None,
+        on_loading: OnLoading | None = None,
+        threads: int | None = None,
+        max_concurrency: int = 1,
+        hub_timeout: float = 10.0,
+    ) -> None:
+        """Cheap: validates names and reads at most ``model_path/nova-mcp.json``; loads nothing.
+
+        ``model``: fastembed CLIP family (``<family>-text`` / ``<family>-vision``). ``model_path``: folder with
+        ``text/`` and ``vision/`` ONNX models, loaded with no download. ``cache_dir``: where weights are
+        downloaded on first use. ``on_loading(message)``: called (sync or async, in the caller's event loop)
+        when the first call starts loading and again before a download, so the caller can tell the user.
+        ``threads``: onnxruntime threads (None: all cores). ``max_concurrency``: inference calls at once
+        (ONNX already uses every core, so 1-2). ``hub_timeout``: seconds the reachability check may take.
+        """
+        family = FAMILIES.get(model.lower())
+        if family is None:
+            raise InvalidInput(
+                f"Unknown local model family '{model}'.",
+                f"Use one of: {', '.join(f.text.removesuffix('-text') for f in FAMILIES.values())}.",
+            )
+        self.family = family
+        self.model_path = Path(model_path).expanduser() if model_path is not None else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.on_loading = on_loading
+        self.threads = threads
+        self.hub_timeout = hub_timeout
+        self._max_concurrency = max_concurrency
+        self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"nova_local_embedder_{id(self)}")
+
+        model_id, dimension, max_chars = model, family.dimension, family.max_text_chars
+        if self.model_path is not None:
+            model_id, dimension, max_chars = self._read_model_path_config(model_id, dimension, max_chars)
+        self.info = EmbedderInfo(
+            provider="local",
+            model=model_id,
+            dimensions=[dimension],
+            default_dimension=dimension,
+            modalities=["text", "image"],
+            max_text_chars=max_chars,
+            max_sync_media_seconds=None,
+            supports_async=False,
+        )
+
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._state = "not loaded yet"
+
+    @classmethod
+    def from_settings(cls, settings: Any, on_loading: OnLoading | None = None) -> LocalEmbedder:
+        """Build from `Settings`: local_model, local_model_path, and a model cache under data_dir."""
+        return cls(
+            model=settings.local_model,
+            model_path=settings.local_model_path,
+            cache_dir=Path(settings.data_dir) / "models",
+            on_loading=on_loading,
+        )
+
+    # ---- state -------------------------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def status(self) -> str:
+        """'not loaded yet', 'loading' (or 'loading: downloading ...'), 'ready', or 'error: <what to do>'."""
+        return self._state
+
+    # ---- embedding ---------------------------------------------------------------------------------------
+
+    async def embed(self, requests: Sequence[SingleEmbeddingRequest]) -> list[list[EmbeddingItem]]:
+        """Embed text and image requests, batched per modality; results keep the input order."""
+        texts: list[tuple[int, str, TruncationMode]] = []
+        images: list[tuple[int, bytes]] = []
+        for i, request in enumerate(requests):
+            kind, payload, mode = self._check(f"Request {i}" if len(requests) > 1 else "The request", request)
+            if kind == "text":
+                texts.append((i, payload, mode))
+            else:
+                images.append((i, payload))
+        if not requests:
+            return []
+        if self._loaded is None:
+            await anyio.to_thread.run_sync(self._load_once)
+        items = await anyio.to_thread.run_sync(self._embed_blocking, texts, images, limiter=self._capacity())
+        return [[items[i]] for i in range(len(requests))]
+
+    def _check(self, where: str, request: SingleEmbeddingRequest) -> tuple[str, Any, TruncationMode]:
+        """Refuse what the local model cannot do before anything is loaded."""
+        params = request.params
+        if "embedding_dimension" in params.model_fields_set and params.embedding_dimension != self.dimension:
+            raise DimensionMismatch(
+                f"{where} asks for dimension {params.embedding_dimension}, but the local model "
+                f"{self.info.model} produces {self.dimension}-dimensional vectors only.",
+                f"Use dimension {self.dimension} (or leave it out) with the local backend.",
+            )
+        if params.audio is not None or params.video is not None:
+            raise InvalidInput(
+                f"{where} is {params.modality}; the local backend embeds text and images only.",
+                "Index video files with index_content (they are embedded as key frames), and audio with the "
+                "audio extra installed (transcribed to text); or use the aws backend (Nova) for native audio "
+                "and video vectors.",
+            )
+        if params.text is not None:
+            if params.text.value is None:
+                raise InvalidInput(
+                    f"{where} reads text from S3; the local backend embeds inline text only.",
+                    "Pass the text in text.value, or use the aws backend for S3 sources.",
+                )
+            return "text", params.text.value, params.text.truncation_mode
+        image = params.image
+        assert image is not None  # the schema guarantees exactly one modality
+        if image.source.data is None:
+            raise InvalidInput(
+                f"{where} reads an image from S3; the local backend embeds inline image bytes only.",
+                "Send the image as base64 'bytes', or use the aws backend for S3 sources.",
+            )
+        return "image", image.source.raw_bytes(), TruncationMode.END
+
+    @property
+    def dimension(self) -> int:
+        return self.info.default_dimension
+
+    def _capacity(self) -> anyio.CapacityLimiter:
+        """One limiter per event loop (anyio primitives belong to the loop that made them)."""
+        try:
+            return self._limiter.get()
+        except LookupError:
+            limiter = anyio.CapacityLimiter(self._max_concurrency)
+            self._limiter.set(limiter)
+            return limiter
+
+    def _embed_blocking(
+        self, texts: list[tuple[int, str, TruncationMode]], images: list[tuple[int, bytes]]
+    ) -> dict[int, EmbeddingItem]:
+        loaded = self._loaded
+        assert loaded is not None
+        out: dict[int, EmbeddingItem] = {}
+        if texts:
+            prepared = [self._fit_text(loaded, i, text, mode) for i, text, mode in texts]
+            vectors = self._run(loaded.text, [text for text, _ in prepared], batch_size=32)
+            for (i, _, _), (_, cut), vector in zip(texts, prepared, vectors, strict=True):
+                out[i] = EmbeddingItem(embedding_type=EmbeddingType.TEXT, embedding=vector, truncated_char_length=cut)
+        for start in range(0, len(images), 16):  # decode a batch at a time to bound memory
+            chunk = images[start : start + 16]
+            pictures = [_decode_image(i, raw) for i, raw in chunk]
+            vectors = self._run(loaded.vision, pictures, batch_size=16)
+            for (i, _), vector in zip(chunk, vectors, strict=True):
+                out[i] = EmbeddingItem(embedding_type=EmbeddingType.IMAGE, embedding=vector)
+        return out
+
+    def _run(self, model: Any, inputs: list[Any], batch_size: int) -> list[list[float]]:
+        try:
+            matrix = np.asarray(list(model.embed(inputs, batch_size=batch_size)), dtype=np.float32)
+        except NovaError:
+            raise
+        except Exception as exc:  # onnxruntime / preprocessing failures are ours, but say what happened
+            raise ModelUnavailable(f"The local model failed to embed: {exc}") from exc
+        matrix = matrix.reshape(len(inputs), -1)
+        if matrix.shape[1] != self.dimension:
+            raise ModelUnavailable(
+                f"The local model produced {matrix.shape[1]}-dimensional vectors, but {self.info.model} is "
+                f"configured for {self.dimension}.",
+                f"Fix 'dimension' in {MODEL_PATH_CONFIG} of the model folder." if self.model_path else None,
+            )
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return (matrix / np.maximum(norms, 1e-12)).tolist()
+
+    def _fit_text(self, loaded: _Loaded, i: int, text: str, mode: TruncationMode) -> tuple[str, int | None]:
+        """Cut text the model cannot read, per the request's truncation mode; return (text, cut position)."""
+        if loaded.counter is None:
+            return text, None
+        encoding = loaded.counter.encode(text, add_special_tokens=False)
+        n, budget = len(encoding.ids), loaded.content_tokens
+        if n <= budget:
+            return text, None
+        if mode == TruncationMode.NONE:
+            raise InvalidInput(
+                f"Request {i}: the text is {n} tokens; the local model {self.info.model} reads at most {budget} "
+                f"(about {self.info.max_text_chars} characters) and truncationMode is NONE.",
+                "Split the text into shorter chunks, or use truncationMode END or START.",
+            )
+        if mode == TruncationMode.START:  # keep the end
+            cut = encoding.offsets[n - budget][0]
+            return text[cut:], cut
+        cut = encoding.offsets[budget - 1][1]
+        return text[:cut], cut
+
+    # ---- loading -----------------------------------------------------------------------------------------
+
+    def _load_once(self) -> None:
+        """Runs in a worker thread; the lock makes concurrent first calls share one load."""
+        with self._lock:
+            if self._loaded is not None:
+                return
+            self._state = "loading"
+            self._notify(f"Loading the local model {self.info.model} (first use)...")
+            try:
+                self._loaded = self._load()
+            except NovaError as exc:
+                self._state = f"error: {exc.text}"
+                raise
+            except Exception as exc:  # anything fastembed/onnxruntime raises while loading
+                error = ModelUnavailable(f"The local model {self.info.model} could not be loaded: {exc}")
+                self._state = f"error: {error.text}"
+                raise error from exc
+            self._state = "ready"
+
+    def _load(self) -> _Loaded:
+        from fastembed import ImageEmbedding, TextEmbedding  # heavy (onnxruntime): only on first use
+
+        common: dict[str, Any] = {"threads": self.threads}
+        if self.model_path is not None:
+            self._check_model_path()
+            text = TextEmbedding(self.family.text, specific_model_path=str(self.model_path / "text"), **common)
+            vision = ImageEmbedding(self.family.vision, specific_model_path=str(self.model_path / "vision"), **common)
+            return self._finish(text, vision)
+
+        cache = str(self.cache_dir) if self.cache_dir is not None else None
+        try:
+            with _quiet_fastembed():
+                text = TextEmbedding(self.family.text, cache_dir=cache, local_files_only=True, **common)
+                vision = ImageEmbedding(self.family.vision, cache_dir=cache, local_files_only=True, **common)
+            return self._finish(text, vision)
+        except Exception as exc:
+            log.info("local model not in the cache (%s); trying a download", exc)
+
+        if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+            raise self._unavailable("HF_HUB_OFFLINE is set, so it cannot be downloaded")
+        reason = self._hub_unreachable()
+        if reason:
+            raise self._unavailable(f"the model hub is not reachable ({reason})")
+
+        where = cache or "fastembed's default cache"
+        self._state = f"loading: downloading {self.info.model} (~{self.family.download_gb} GB) into {where}"
+        self._notify(
+            f"Downloading the local model {self.info.model} (~{self.family.download_gb} GB, once) into {where}..."
+        )
+        try:
+            text = TextEmbedding(self.family.text, cache_dir=cache, **common)
+            vision = ImageEmbedding(self.family.vision, cache_dir=cache, **common)
+        except Exception as exc:
+            raise self._unavailable(f"the download failed ({exc})") from exc
+        return self._finish(text, vision)
+
+    def _finish(self, text: Any, vision: Any) -> _Loaded:
+        """Prepare the token counter; check the text tower's real dimension once."""
+        counter, content_tokens = _token_counter(text)
+        loaded = _Loaded(text=text, vision=vision, counter=counter, content_tokens=content_tokens)
+        self._run(text, ["dimension check"], batch_size=1)  # raises ModelUnavailable on a mismatch
+        return loaded
+
+    def _check_model_path(self) -> None:
+        assert self.model_path is not None
+        missing = [
+            f"{sub}/{name}"
+            for sub, names in (("text", self.family.text_files), ("vision", self.family.vision_files))
+            for name in names
+            if not (self.model_path / sub / name).is_file()
+        ]
+        if missing:
+            raise ModelUnavailable(
+                f"The local model folder {self.model_path} is missing {', '.join(missing)}.",
+                f"It needs text/ ({', '.join(self.family.text_files)}) and vision/ "
+                f"({', '.join(self.family.vision_files)}) as in the {self.family.text} and {self.family.vision} "
+                "repositories; fix the folder or unset NOVA_MCP_LOCAL_MODEL_PATH / --local-model-path.",
+            )
+
+    def _read_model_path_config(self, model_id: str, dimension: int, max_chars: int) -> tuple[str, int, int]:
+        assert self.model_path is not None
+        path = self.model_path / MODEL_PATH_CONFIG
+        if not path.is_file():
+            return model_id, dimension, max_chars
+        try:
+            data = json.loads(path.read_text())
+            return (
+                str(data.get("model", model_id)),
+                int(data.get("dimension", dimension)),
+                int(data.get("max_text_chars", max_chars)),
+            )
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise InvalidInput(
+                f"{path} is not valid: {exc}.",
+                'It holds {"model": "<name>", "dimension": <int>, "max_text_chars": <int>}, every key optional.',
+            ) from exc
+
+    def _unavailable(self, why: str) -> ModelUnavailable:
+        where = self.cache_dir or "fastembed's cache"
+        return ModelUnavailable(
+            f"The local model {self.info.model} is not downloaded yet and {why}.",
+            f"Run once with internet access to download it (~{self.family.download_gb} GB) into {where}, or set "
+            "NOVA_MCP_LOCAL_MODEL_PATH / --local-model-path to a folder with text/ and vision/ ONNX models "
+            f"(copies of the {self.family.text} and {self.family.vision} repositories).",
+        )
+
+    def _hub_unreachable(self) -> str | None:
+        """One bounded request to the hub, in a daemon thread so even a stuck DNS lookup cannot hang us."""
+        result: list[str | None] = []
+
+        def probe() -> None:
+            try:
+                from huggingface_hub import HfApi
+
+                HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).model_info(
+                    self.family.text, timeout=self.hub_timeout
+                )
+                result.append(None)
+            except Exception as exc:
+                result.append(f"{type(exc).__name__}: {exc}".strip()[:300])
+
+        thread = threading.Thread(target=probe, name="nova-hub-probe", daemon=True)
+        thread.start()
+        thread.join(self.hub_timeout + 1)
+        return result[0] if result else f"no answer within {self.hub_timeout:g} s"
+
+    def _notify(self, message: str) -> None:
+        """Run `on_loading` in the event loop that called `embed`; a failing callback never fails the load."""
+        callback = self.on_loading
+        if callback is None:
+            return
+
+        async def call() -> None:
+            outcome = callback(message)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+        try:
+            anyio.from_thread.run(call)
+        except RuntimeError:  # not in an anyio worker thread (a direct, synchronous caller)
+            try:
+                outcome = callback(message)
+                if inspect.iscoroutine(outcome):
+                    outcome.close()  # no loop to run it in
+            except Exception:
+                log.warning("on_loading callback failed", exc_info=True)
+        except Exception:
+            log.warning("on_loading callback failed", exc_info=True)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "TRUE", "YES", "ON"}
+
+
+class _quiet_fastembed:
+    """fastembed logs errors (loguru) when a model is not cached; while we only probe the cache, that is noise."""
+
+    def __enter__(self) -> None:
+        try:
+            from loguru import logger
+
+            logger.disable("fastembed")
+        except ImportError:  # pragma: no cover - loguru is a fastembed dependency
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            from loguru import logger
+
+            logger.enable("fastembed")
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def _token_counter(text_model: Any) -> tuple[Tokenizer | None, int]:
+    """A copy of the model's tokenizer without truncation/padding, and the tokens a text may use.
+
+    fastembed keeps the tokenizer on ``TextEmbedding.model.tokenizer``; if a future version moves it,
+    truncation still happens inside fastembed, we just cannot report where.
+    """
+    tokenizer = getattr(getattr(text_model, "model", None), "tokenizer", None)
+    if tokenizer is None or not tokenizer.truncation:
+        return None, 0
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    specials = len(counter.encode("a").ids) - len(counter.encode("a", add_special_tokens=False).ids)
+    return counter, max(1, int(tokenizer.truncation["max_length"]) - specials)
+
+
+def _decode_image(i: int, raw: bytes) -> Image:
+    """Bytes -> RGB PIL image; big JPEGs decode at a reduced scale (CLIP looks at 224 px anyway)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(raw))
+        image.draft("RGB", (448, 448))
+        return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(
+            f"Request {i}: the image could not be decoded ({exc}).",
+            "Send a PNG, JPEG, GIF or WebP file.",
+        ) from exc

@@ -433,3 +433,62 @@ async def test_model_path_config_is_read(tiny_clip: Path, tmp_path: Path) -> Non
     (folder / "nova-mcp.json").write_text("{not json")
     with pytest.raises(InvalidInput, match="nova-mcp.json"):
         LocalEmbedder(model_path=folder)
+
+
+@pytest.mark.anyio
+async def test_a_hub_check_that_ignores_its_timeout_is_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_hub_env: None
+) -> None:
+    """E.g. a DNS lookup stuck in the resolver, which no HTTP timeout bounds."""
+    import threading
+
+    import huggingface_hub
+
+    release = threading.Event()
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *args, **kwargs: release.wait(30))
+    embedder = LocalEmbedder(cache_dir=tmp_path, hub_timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ModelUnavailable, match=r"no answer within 0.5 s"):
+            await embedder.embed([text_request("red")])
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+
+
+def _fake_hub_cache(cache: Path, tiny_clip: Path) -> None:
+    """Lay the tiny pair out the way huggingface_hub caches the real repositories."""
+    for repo, sub in (("Qdrant/clip-ViT-B-32-text", "text"), ("Qdrant/clip-ViT-B-32-vision", "vision")):
+        folder = cache / ("models--" + repo.replace("/", "--"))
+        revision = "0" * 40
+        shutil.copytree(tiny_clip / sub, folder / "snapshots" / revision)
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text(revision)
+
+
+@pytest.mark.anyio
+async def test_a_cached_model_loads_without_the_network(
+    tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_hub_env: None
+) -> None:
+    cache = tmp_path / "models"
+    _fake_hub_cache(cache, tiny_clip)
+    embedder = LocalEmbedder(cache_dir=cache)
+    monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
+    # info says 512 (the real family) before loading, so the 16-d tiny copy is caught after loading
+    with pytest.raises(ModelUnavailable, match="produced 16-dimensional vectors, but Qdrant/clip-ViT-B-32"):
+        await embedder.embed([text_request("red")])
+
+    embedder = LocalEmbedder(cache_dir=cache)
+    embedder.info = embedder.info.model_copy(update={"dimensions": [DIM], "default_dimension": DIM})
+    monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
+    red = await vectors(embedder, [text_request("red"), image_request(png(RGB["red"]))])
+    assert red[0] @ red[1] > 0.95 and embedder.status() == "ready"
+
+
+@pytest.mark.anyio
+async def test_a_failing_on_loading_callback_does_not_fail_the_load(tiny_clip: Path) -> None:
+    def on_loading(message: str) -> None:
+        raise RuntimeError("the client went away")
+
+    embedder = LocalEmbedder(model_path=tiny_clip, on_loading=on_loading)
+    assert len((await embedder.embed([text_request("red")]))[0][0].embedding) == DIM

@@ -277,7 +277,7 @@ class LocalEmbedder:
                 f"(about {self.info.max_text_chars} characters) and truncationMode is NONE.",
                 "Split the text into shorter chunks, or use truncationMode END or START.",
             )
-        if mode == TruncationMode.START:  # keep the end
+        if mode == TruncationMode.START:  # keep the end; report where the kept text begins
             cut = encoding.offsets[n - budget][0]
             return text[cut:], cut
         cut = encoding.offsets[budget - 1][1]
@@ -318,9 +318,10 @@ class LocalEmbedder:
             with _quiet_fastembed():
                 text = TextEmbedding(self.family.text, cache_dir=cache, local_files_only=True, **common)
                 vision = ImageEmbedding(self.family.vision, cache_dir=cache, local_files_only=True, **common)
-            return self._finish(text, vision)
         except Exception as exc:
             log.info("local model not in the cache (%s); trying a download", exc)
+        else:
+            return self._finish(text, vision)  # a cached model that is broken fails here, no download
 
         if _truthy(os.environ.get("HF_HUB_OFFLINE")):
             raise self._unavailable("HF_HUB_OFFLINE is set, so it cannot be downloaded")
@@ -417,21 +418,22 @@ class LocalEmbedder:
             return
 
         async def call() -> None:
-            outcome = callback(message)
-            if inspect.isawaitable(outcome):
-                await outcome
+            try:
+                outcome = callback(message)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                log.warning("on_loading callback failed", exc_info=True)
 
         try:
             anyio.from_thread.run(call)
-        except RuntimeError:  # not in an anyio worker thread (a direct, synchronous caller)
+        except RuntimeError:  # not in an anyio worker thread: a direct, synchronous caller
             try:
                 outcome = callback(message)
                 if inspect.iscoroutine(outcome):
-                    outcome.close()  # no loop to run it in
+                    outcome.close()  # no event loop here to run it in
             except Exception:
                 log.warning("on_loading callback failed", exc_info=True)
-        except Exception:
-            log.warning("on_loading callback failed", exc_info=True)
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------

@@ -1,0 +1,438 @@
+"""Resolve what the caller named (paths, folders, s3:// URIs, inline text, base64 data) into `SourceRef`s.
+
+This is the security boundary for files: every path is resolved to its real location and must lie under an
+allowed root, so ``..`` and symlinks cannot reach outside; S3 reads are limited to the bucket allow-list.
+One bad item never stops the others: it becomes a `SourceFailure` with a reason the agent can act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
+from nova_mcp_server.ingest.model import SourceRef
+from nova_mcp_server.ingest.sniff import TEXT_FORMATS, Detected, detected, sniff_bytes, sniff_file
+
+HASH_CHUNK = 1 << 20
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[\w\-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+
+
+class SourceItem(BaseModel):
+    """One thing to resolve: exactly one of text, path, s3_uri or data (base64, with ``format`` as a hint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    path: str | None = None
+    s3_uri: str | None = None
+    data: str | None = None
+    format: str | None = None  # for data: png, mp3, ...; for text: text, markdown, html, code
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceItem:
+        given = [n for n in ("text", "path", "s3_uri", "data") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of text, path, s3_uri or data (got {given or 'none'})")
+        return self
+
+
+class SourceFailure(BaseModel):
+    """An item (or a file found under it) that could not be resolved, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    reason: str
+
+
+Item = SourceItem | str | os.PathLike[str] | Mapping[str, Any]
+
+
+def resolve_sources(
+    items: Iterable[Item],
+    *,
+    allowed_roots: Sequence[Path | str],
+    allowed_buckets: Sequence[str] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+    s3_client: Any = None,
+    download_dir: Path,
+) -> tuple[list[SourceRef], list[SourceFailure]]:
+    """Resolve every item; return the sources (deduplicated by URI, in order) and the failures.
+
+    Strings are paths (``file://`` optional), ``s3://bucket/key`` URIs (a key ending in ``/`` or an empty key
+    lists a prefix) or ``data:`` URIs. Folders and S3 prefixes are walked (``recursive``), skipping hidden
+    entries, keeping names that match ``include`` (if given) and not ``exclude``; patterns are globs matched
+    against the path relative to the folder or prefix and against the bare name. Filters apply only inside
+    folders and prefixes: a file named explicitly is always taken.
+    """
+    resolver = _Resolver(
+        roots=[Path(os.path.realpath(os.path.expanduser(str(r)))) for r in allowed_roots],
+        buckets=list(allowed_buckets),
+        include=[p.strip() for p in include if p.strip()],
+        exclude=[p.strip() for p in exclude if p.strip()],
+        recursive=recursive,
+        s3_client=s3_client,
+        download_dir=Path(download_dir),
+    )
+    sources: dict[str, SourceRef] = {}
+    failures: list[SourceFailure] = []
+    for item in items:
+        label = _label(item)
+        try:
+            for result in resolver.resolve(item):
+                if isinstance(result, SourceFailure):
+                    failures.append(result)
+                else:
+                    sources.setdefault(result.uri, result)
+        except NovaError as exc:
+            failures.append(SourceFailure(source=label, reason=exc.text))
+        except OSError as exc:
+            failures.append(SourceFailure(source=label, reason=f"cannot read: {exc.strerror or exc}"))
+    return list(sources.values()), failures
+
+
+def _label(item: Any) -> str:
+    if isinstance(item, SourceItem):
+        if item.text is not None:
+            return "inline text"
+        if item.data is not None:
+            return f"inline {item.format or 'data'}"
+        return item.path or item.s3_uri or ""
+    if isinstance(item, Mapping):
+        return str(item.get("path") or item.get("s3_uri") or ("inline text" if "text" in item else "inline data"))
+    text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
+    return text if not text.startswith("data:") else "inline data"
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, streamed so large media never sit in memory."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _glob_match(rel: str, patterns: Sequence[str]) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        pattern = pattern.removeprefix("./")
+        if fnmatchcase(rel, pattern) or fnmatchcase(name, pattern):
+            return True
+        if pattern.startswith("**/") and fnmatchcase(rel, pattern[3:]):
+            return True
+    return False
+
+
+def _dir_excluded(rel: str, patterns: Sequence[str]) -> bool:
+    """A folder is pruned when it matches a pattern, or a pattern names everything inside it (``build/**``)."""
+    trimmed = [p.rstrip("/").removesuffix("/**").removesuffix("/*") for p in patterns]
+    return _glob_match(rel, [p for p in trimmed if p])
+
+
+class _Resolver:
+    def __init__(
+        self,
+        *,
+        roots: list[Path],
+        buckets: list[str],
+        include: list[str],
+        exclude: list[str],
+        recursive: bool,
+        s3_client: Any,
+        download_dir: Path,
+    ) -> None:
+        self.roots = roots
+        self.buckets = buckets
+        self.include = include
+        self.exclude = exclude
+        self.recursive = recursive
+        self._s3 = s3_client
+        self.download_dir = download_dir
+
+    def resolve(self, item: Item) -> Iterator[SourceRef | SourceFailure]:
+        if isinstance(item, Mapping):
+            item = SourceItem(**item)
+        if isinstance(item, SourceItem):
+            if item.text is not None:
+                yield _inline_text(item.text, item.format)
+            elif item.data is not None:
+                yield _inline_data(item.data, item.format)
+            elif item.s3_uri is not None:
+                yield from self._s3_item(item.s3_uri)
+            else:
+                yield from self._path_item(str(item.path))
+            return
+        text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
+        if text[:3].lower() == "s3:":
+            yield from self._s3_item(text)
+        elif text[:5].lower() == "data:":
+            yield _data_uri(text)
+        else:
+            yield from self._path_item(text)
+
+    # ---- files ----------------------------------------------------------------------------------------------
+
+    def _allowed(self, real: Path, given: str) -> Path:
+        if not self.roots:
+            raise AccessDenied(
+                f"{given}: no folders are allowed to be read.", "Set NOVA_MCP_ALLOWED_ROOTS or pass --allowed-roots."
+            )
+        if any(real == root or real.is_relative_to(root) for root in self.roots):
+            return real
+        raise AccessDenied(
+            f"{given} is outside the allowed roots (it resolves to {real}).",
+            "Allowed roots: " + ", ".join(str(r) for r in self.roots) + ". Move the file under one of them or "
+            "add its folder to NOVA_MCP_ALLOWED_ROOTS.",
+        )
+
+    def _path_item(self, given: str) -> Iterator[SourceRef | SourceFailure]:
+        raw = given.removeprefix("file://") if given.startswith("file://") else given
+        if not raw.strip():
+            raise InvalidInput("empty path.")
+        real = self._allowed(Path(os.path.realpath(os.path.expanduser(raw))), given)
+        if not real.exists():
+            what = "is a broken symlink" if os.path.islink(os.path.expanduser(raw)) else "does not exist"
+            raise NotFound(f"{given} {what}.")
+        if real.is_dir():
+            yield from self._walk(real, "", given, set())
+        else:
+            yield self._file(real, given)
+
+    def _file(self, real: Path, display: str) -> SourceRef:
+        if not real.is_file():
+            raise InvalidInput(f"{display} is not a regular file.")
+        found = sniff_file(real)
+        size, digest = sha256_file(real)
+        return _ref(f"file://{real}", display, "file", found, size, digest, local_path=real)
+
+    def _walk(self, folder: Path, rel: str, shown: str, seen: set[Path]) -> Iterator[SourceRef | SourceFailure]:
+        """Files under ``folder`` in name order, named as the caller would see them (``shown``/relative path).
+
+        Symlinked entries are resolved and must stay inside the roots; each real folder is walked once.
+        """
+        seen.add(folder)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield SourceFailure(source=shown, reason=f"cannot list folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            entry_rel = f"{rel}/{entry.name}" if rel else entry.name
+            entry_shown = os.path.join(shown, entry.name)
+            try:
+                if entry.is_dir():
+                    if not self.recursive or (self.exclude and _dir_excluded(entry_rel, self.exclude)):
+                        continue
+                    real = self._allowed(Path(os.path.realpath(entry.path)), entry_shown)
+                    if real not in seen:
+                        yield from self._walk(real, entry_rel, entry_shown, seen)
+                    continue
+                if self.include and not _glob_match(entry_rel, self.include):
+                    continue
+                if self.exclude and _glob_match(entry_rel, self.exclude):
+                    continue
+                yield self._file(self._allowed(Path(os.path.realpath(entry.path)), entry_shown), entry_shown)
+            except NovaError as exc:
+                yield SourceFailure(source=entry_shown, reason=exc.text)
+            except OSError as exc:
+                yield SourceFailure(source=entry_shown, reason=f"cannot read: {exc.strerror or exc}")
+
+    # ---- S3 -------------------------------------------------------------------------------------------------
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    def _s3_item(self, uri: str) -> Iterator[SourceRef | SourceFailure]:
+        bucket, key = parse_s3_uri(uri)
+        if self.buckets and bucket not in self.buckets:
+            raise AccessDenied(
+                f"bucket '{bucket}' is not in the allowed buckets.",
+                "Allowed buckets: " + ", ".join(self.buckets) + " (NOVA_MCP_ALLOWED_BUCKETS).",
+            )
+        if key == "" or key.endswith("/"):
+            yield from self._s3_prefix(bucket, key)
+        else:
+            yield self._s3_object(bucket, key, f"s3://{bucket}/{key}")
+
+    def _s3_prefix(self, bucket: str, prefix: str) -> Iterator[SourceRef | SourceFailure]:
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if not self.recursive:
+            params["Delimiter"] = "/"
+        with _s3_errors(f"s3://{bucket}/{prefix}"):
+            pages = list(self.s3.get_paginator("list_objects_v2").paginate(**params))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                rel = key[len(prefix) :]
+                if not rel or key.endswith("/") or any(part.startswith(".") for part in rel.split("/")):
+                    continue
+                if self.include and not _glob_match(rel, self.include):
+                    continue
+                if self.exclude and (_glob_match(rel, self.exclude) or _in_excluded_dir(rel, self.exclude)):
+                    continue
+                uri = f"s3://{bucket}/{key}"
+                try:
+                    yield self._s3_object(bucket, key, uri)
+                except NovaError as exc:
+                    yield SourceFailure(source=uri, reason=exc.text)
+                except OSError as exc:
+                    yield SourceFailure(source=uri, reason=f"cannot write the download: {exc.strerror or exc}")
+
+    def _s3_object(self, bucket: str, key: str, uri: str) -> SourceRef:
+        """Download to ``download_dir/<hash of uri>/<name>`` (keys never become paths), hashing on the way."""
+        name = PurePosixPath(key).name or "object"
+        dest = self.download_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with _s3_errors(uri):
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            with dest.open("wb") as out:
+                for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+        try:
+            found = sniff_file(dest)
+        except NovaError:
+            dest.unlink(missing_ok=True)
+            raise
+        return _ref(uri, uri, "s3", found, size, digest.hexdigest(), local_path=dest)
+
+
+def _in_excluded_dir(rel: str, patterns: Sequence[str]) -> bool:
+    parts = rel.split("/")[:-1]
+    return any(_dir_excluded("/".join(parts[: i + 1]), patterns) for i in range(len(parts)))
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); InvalidInput with the expected shape when malformed."""
+    shape = "Use s3://bucket/key (or s3://bucket/prefix/ for a folder)."
+    if not uri.startswith("s3://"):
+        raise InvalidInput(f"malformed S3 URI '{uri}': it must start with 's3://'.", shape)
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise InvalidInput(f"malformed S3 URI '{uri}': no bucket name.", shape)
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise InvalidInput(
+            f"malformed S3 URI '{uri}': '{bucket}' is not a valid bucket name "
+            "(3-63 lowercase letters, digits, dots or hyphens).",
+            shape,
+        )
+    if len(key.encode()) > 1024:
+        raise InvalidInput(f"malformed S3 URI '{uri}': the key is longer than 1024 bytes.")
+    return bucket, key
+
+
+@contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """Turn botocore failures into NovaErrors that name the object."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise AccessDenied(f"{uri}: no AWS credentials.", "Configure a profile or AWS_* variables.") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = error.get("Message") or code
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise NotFound(f"{uri} does not exist.") from None
+        if code == "NoSuchBucket":
+            raise NotFound(f"{uri}: the bucket does not exist.") from None
+        if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise AccessDenied(f"{uri}: access denied by S3 ({message}).") from None
+        raise InvalidInput(f"{uri}: S3 refused the request ({code}: {message}).") from None
+    except BotoCoreError as exc:
+        raise InvalidInput(f"{uri}: S3 request failed ({exc}).") from None
+
+
+# ---- inline content ------------------------------------------------------------------------------------------
+
+
+def _inline_text(text: str, fmt: str | None) -> SourceRef:
+    flavour = (fmt or "text").lower()
+    flavour = {"md": "markdown", "htm": "html", "txt": "text", "plain": "text"}.get(flavour, flavour)
+    if flavour not in TEXT_FORMATS:
+        raise InvalidInput(f"inline text format '{fmt}' is not one of text, markdown, html, code.")
+    if not text.strip():
+        raise InvalidInput("empty text: give some non-whitespace text.")
+    data = text.encode("utf-8")
+    return _inline(data, "inline text", detected(flavour))
+
+
+def _inline_data(b64: str, fmt: str | None) -> SourceRef:
+    try:
+        data = base64.b64decode("".join(b64.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"data is not valid base64 ({exc}).") from None
+    hint = f"inline.{fmt.lower().lstrip('.')}" if fmt else None
+    found = sniff_bytes(data, hint)
+    return _inline(data, f"inline {found.format} data", found)
+
+
+def _data_uri(uri: str) -> SourceRef:
+    match = _DATA_URI.match(uri)
+    if match is None:
+        raise InvalidInput("malformed data URI.", "Use data:<mime>;base64,<data>.")
+    payload = uri[match.end() :]
+    mime = (match.group("mime") or "text/plain").lower()
+    fmt = mime.split("/", 1)[1].split("+")[0]
+    if match.group("b64"):
+        return _inline_data(payload, {"mpeg": "mp3" if mime.startswith("audio") else "mpeg"}.get(fmt, fmt))
+    data = unquote_to_bytes(payload)
+    found = sniff_bytes(data, f"inline.{fmt}")
+    return _inline(data, f"inline {found.format} data", found)
+
+
+def _inline(data: bytes, display: str, found: Detected) -> SourceRef:
+    digest = hashlib.sha256(data).hexdigest()
+    return _ref(f"inline:{digest[:32]}", display, "inline", found, len(data), digest, data=data)
+
+
+def _ref(
+    uri: str,
+    display: str,
+    kind: str,
+    found: Detected,
+    size: int,
+    digest: str,
+    *,
+    local_path: Path | None = None,
+    data: bytes | None = None,
+) -> SourceRef:
+    return SourceRef(
+        uri=uri,
+        display=display,
+        kind=kind,
+        format=found.format,
+        modality=found.modality,
+        size=size,
+        content_hash=digest,
+        local_path=local_path,
+        data=data,
+    )

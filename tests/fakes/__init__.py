@@ -1,0 +1,1 @@
+"""Test-only fakes of AWS services that moto cannot play (Bedrock runtime for Nova)."""

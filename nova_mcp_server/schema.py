@@ -126,6 +126,13 @@ class TextSource(_Wire):
 
     s3_location: S3Location
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bytes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bytes" in data:
+            raise ValueError("text takes no 'bytes' source; put inline text in 'value' or use an s3Location")
+        return data
+
 
 class MediaSource(_Wire):
     """Exactly one of inline base64 ``bytes`` or an ``s3Location``."""

@@ -328,6 +328,12 @@ async def test_a_dimension_other_than_the_models_is_refused(tiny_clip: Path) -> 
     assert not embedder.loaded
     # The Nova default (3072) applies only when a request names no dimension; then the model's own is used.
     assert len((await embedder.embed([text_request("red")]))[0][0].embedding) == DIM
+    # Naming the model's own dimension works (built unvalidated: the schema's Dimension lists Nova's only).
+    params = SingleEmbeddingParams.model_construct(
+        embedding_purpose=EmbeddingPurpose.GENERIC_INDEX, embedding_dimension=DIM, text=TextInput(value="red")
+    )
+    explicit = SingleEmbeddingRequest.model_construct(single_embedding_params=params)
+    assert len((await embedder.embed([explicit]))[0][0].embedding) == DIM
 
 
 @pytest.mark.anyio

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from nova_mcp_server import keys
+from nova_mcp_server.embedders.nova import job_id_of
 from nova_mcp_server.errors import NovaError
 from nova_mcp_server.ingest.model import SourceRef
 from nova_mcp_server.schema import (
     MAX_MEDIA_SEGMENTS,
     MAX_SYNC_MEDIA_SECONDS,
     AudioFormat,
-    EmbeddingType,
     MediaSegmentation,
     MediaSource,
     Modality,
@@ -133,7 +133,7 @@ class AsyncMedia:
             raise
 
     async def _ingest(self, core: Core, job_id: str, payload: dict[str, Any]) -> None:
-        output = await self.embedder.read_async_output(payload["result_uri"])
+        output = await self.embedder.read_async_output(payload["result_uri"], job_id=job_id_of(payload["arn"]))
         sid = keys.source_id(payload["source_uri"])
         source = SourceRef(
             uri=payload["source_uri"],
@@ -146,9 +146,9 @@ class AsyncMedia:
         )
         records: list[VectorRecord] = []
         failures: list[str] = []
-        for rec in sorted(
-            output.records, key=lambda r: (r.embedding_type != EmbeddingType.AUDIO_VIDEO_COMBINED, r.index)
-        ):
+        # Ordinals follow (type, segment index) so AUDIO_VIDEO_SEPARATE's two vectors per segment get two keys.
+        ordered = sorted(output.records, key=lambda r: (r.embedding_type.value, r.index))
+        for ordinal, rec in enumerate(ordered):
             if rec.status != ResultStatus.SUCCESS or not rec.embedding:
                 failures.append(f"segment {rec.index}: {rec.failure_reason or 'failed'} {rec.message or ''}".strip())
                 continue
@@ -158,7 +158,7 @@ class AsyncMedia:
                 source_id=sid,
                 modality=source.modality.value,
                 format=source.format,
-                segment=rec.index,
+                segment=ordinal,
                 embedding_type=rec.embedding_type.value,
             )
             if rec.start_seconds is not None:
@@ -166,14 +166,13 @@ class AsyncMedia:
             if rec.end_seconds is not None:
                 meta["end_s"] = round(float(rec.end_seconds), 3)
             meta[keys.SNIPPET_KEY] = _time_label(source.display, rec.start_seconds, rec.end_seconds)
-            records.append(VectorRecord(key=keys.vector_key(sid, rec.index), data=rec.embedding, metadata=meta))
+            records.append(VectorRecord(key=keys.vector_key(sid, ordinal), data=rec.embedding, metadata=meta))
         for summary in output.result.embedding_results:
             if summary.status != ResultStatus.SUCCESS:
                 failures.append(f"{summary.embedding_type.value}: {summary.failure_reason or summary.status.value}")
         if records:
-            await core.commit_source(
-                job_id_index(core, job_id), sid, source, records, payload["old_count"], partial=bool(failures)
-            )
+            index = core.jobs.get(job_id).index
+            await core.commit_source(index, sid, source, records, payload["old_count"], partial=bool(failures))
         status = "completed" if records else "failed"
         error = None if not failures else f"{len(failures)} segment(s) failed; index_content again to retry them."
         core.jobs.update(
@@ -185,10 +184,6 @@ class AsyncMedia:
             segment_failures=failures[:50],
             error=error if records else (error or "the job produced no vectors"),
         )
-
-
-def job_id_index(core: Core, job_id: str) -> str:
-    return core.jobs.get(job_id).index
 
 
 def _time_label(display: str, start: float | None, end: float | None) -> str:

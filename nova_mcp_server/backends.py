@@ -53,8 +53,8 @@ def _aws(settings: Settings, jobs: JobStore) -> Core:
             "The aws backend needs a vector bucket.",
             "Set NOVA_MCP_VECTOR_BUCKET (or --vector-bucket); it is created on first use.",
         )
-    clients = AwsClients(settings)
-    embedder = NovaEmbedder(settings, clients)
+    clients = AwsClients.from_settings(settings)
+    embedder = NovaEmbedder.from_settings(settings, clients)
     store = S3VectorsStore(clients.s3vectors, settings.vector_bucket)
     async_media = None
     if settings.staging_bucket:

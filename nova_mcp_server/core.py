@@ -88,6 +88,11 @@ class Core:
         return info.default_dimension
 
     @property
+    def request_dimension(self) -> int | None:
+        """The dimension to put in requests: Nova's setting; None for a local model, which has only one."""
+        return self.dimension if self.embedder.info.provider == "nova" else None
+
+    @property
     def stamp(self) -> EmbedderStamp:
         return EmbedderStamp(
             provider=self.embedder.info.provider, model=self.embedder.info.model, dimension=self.dimension
@@ -185,17 +190,15 @@ class Core:
             similarity = [[round(float(x), 6) for x in row] for row in mat @ mat.T]
         return EmbedResult(embeddings=outs, similarity=similarity)
 
-    def _pick_dimension(self, dimension: int | None) -> int:
-        if dimension is None:
-            return self.dimension
+    def _pick_dimension(self, dimension: int | None) -> int | None:
         if self.embedder.info.provider == "nova":
-            return check_dimension(dimension)
-        if dimension not in self.embedder.info.dimensions:
+            return self.settings.dimension if dimension is None else check_dimension(dimension)
+        if dimension is not None and dimension not in self.embedder.info.dimensions:
             raise InvalidInput(
                 f"Dimension {dimension} is not available on the {self.embedder.info.provider} backend; "
                 f"its model produces {self.embedder.info.dimensions}."
             )
-        return dimension
+        return None
 
     # ---- index ---------------------------------------------------------------------------------------------
 
@@ -258,7 +261,7 @@ class Core:
         records: list[VectorRecord] = []
         for start in range(0, len(segments), EMBED_BATCH):
             batch = segments[start : start + EMBED_BATCH]
-            requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.dimension) for seg in batch]
+            requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.request_dimension) for seg in batch]
             results = await self.embedder.embed(requests)
             for seg, items in zip(batch, results, strict=True):
                 records.append(
@@ -344,7 +347,7 @@ class Core:
             segment = (await self.ingest.segment(sources[0], self.embedder.info))[0]
             if image is not None and segment.embed_as != "image":
                 raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
-            vector = (await self.embedder.embed([segment.to_request(purpose, info.dimension)]))[0][0].embedding
+            vector = (await self.embedder.embed([segment.to_request(purpose, self.request_dimension)]))[0][0].embedding
         combined = _combine_filters(filter, modalities)
         hits = await self._store(
             self.store.query_vectors, name, vector, top_k=top_k, filter=combined, return_metadata=True

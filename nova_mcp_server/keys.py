@@ -32,6 +32,7 @@ RESERVED_KEYS = frozenset(
         "content_hash",
         "indexed_at",
         "partial",
+        "embedding_type",
         SNIPPET_KEY,
     }
 )

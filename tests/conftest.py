@@ -56,3 +56,19 @@ def nova_embedder(fake_bedrock: Any, moto_s3: Any) -> Any:
 
 
 # ---- end AWS / Nova fixtures -------------------------------------------------------------------------------
+
+
+# ---- core / MCP fixtures (owner: core + server) ------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The tiny CLIP pair the tests build themselves, loaded through the real fastembed loading code."""
+    from fixtures.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

@@ -57,8 +57,11 @@ class Segment(BaseModel):
     char_end: int | None = None
     snippet: str | None = None  # short human-readable text shown with a hit
 
-    def to_request(self, purpose: EmbeddingPurpose, dimension: Dimension) -> SingleEmbeddingRequest:
-        params: dict[str, object] = {"embedding_purpose": purpose, "embedding_dimension": dimension}
+    def to_request(self, purpose: EmbeddingPurpose, dimension: Dimension | None) -> SingleEmbeddingRequest:
+        """A Nova request for this segment; `dimension` None leaves it to the embedder (the local model has one)."""
+        params: dict[str, object] = {"embedding_purpose": purpose}
+        if dimension is not None:
+            params["embedding_dimension"] = dimension
         if self.embed_as == "text":
             params["text"] = TextInput(value=self.text)
         else:

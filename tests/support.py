@@ -1,0 +1,76 @@
+"""Builders of a real `Core` for tests: the local backend on the tiny CLIP model, or Nova through the fake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nova_mcp_server.core import Core
+from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.jobs import JobStore
+from nova_mcp_server.settings import Settings
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "allowed_roots": [tmp_path],
+        "backend": "local",
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+def _ingest(settings: Settings, s3_client: Any = None) -> Ingest:
+    return Ingest(
+        allowed_roots=list(settings.allowed_roots),
+        allowed_buckets=list(settings.allowed_buckets),
+        download_dir=settings.data_dir / "downloads",
+        segment_seconds=settings.segment_seconds,
+        s3_client=s3_client,
+    )
+
+
+def local_core(tmp_path: Path, model_dir: Path, **overrides: Any) -> Core:
+    """The embedded default exactly as `backends.build_core` assembles it, on the tiny test model."""
+    from nova_mcp_server.backends import build_core
+
+    settings = make_settings(tmp_path, local_model_path=model_dir, **overrides)
+    return build_core(settings)
+
+
+def nova_core(tmp_path: Path, bedrock: Any, *, s3: Any = None, async_media: bool = False, **overrides: Any) -> Core:
+    """Nova (through a fake Bedrock client) over the local store, which implements S3 Vectors query semantics."""
+    from nova_mcp_server.embedders.nova import NovaEmbedder
+    from nova_mcp_server.stores.local import LocalVectorStore
+
+    settings = make_settings(tmp_path, backend="aws", dimension=overrides.pop("dimension", 256), **overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedder = NovaEmbedder(
+        default_dimension=settings.dimension,
+        concurrency=settings.concurrency,
+        bedrock=bedrock,
+        s3=s3,
+        backoff_base=0.01,
+    )
+    media = None
+    if async_media:
+        from nova_mcp_server.async_media import AsyncMedia
+        from nova_mcp_server.ingest.media import media_duration
+
+        media = AsyncMedia(
+            embedder=embedder,
+            s3_client=s3,
+            staging_bucket=settings.staging_bucket or "nova-test-output",
+            staging_prefix=settings.staging_prefix,
+            segment_seconds=settings.segment_seconds,
+            duration_of=media_duration,
+        )
+    return Core(
+        settings=settings,
+        embedder=embedder,
+        store=LocalVectorStore(settings.data_dir / "store"),
+        jobs=JobStore(settings.data_dir / "jobs.sqlite"),
+        ingest=_ingest(settings, s3),
+        async_media=media,
+    )

@@ -1,0 +1,104 @@
+"""The console script as a client starts it: over stdio, streamable HTTP and SSE, each as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+
+pytestmark = pytest.mark.anyio
+
+SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
+
+
+def server_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_MCP_")}
+    env.update(
+        NOVA_MCP_DATA_DIR=str(tmp_path / "data"),
+        NOVA_MCP_LOCAL_MODEL_PATH=str(tiny_model),
+        NOVA_MCP_ALLOWED_ROOTS=str(tmp_path),
+        HF_HUB_OFFLINE="1",
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, tiny_model: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    transport = request.param
+    port = free_port()
+    proc = subprocess.Popen(
+        [SCRIPT, "--transport", transport, "--port", str(port)],
+        env=server_env(tmp_path, tiny_model),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
+                time.sleep(0.1)
+        else:
+            pytest.fail("HTTP server did not start")
+        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def exercise(client: Client) -> None:
+    names = {t.name for t in (await client.list_tools()).tools}
+    assert {"embed_content", "index_content", "semantic_search", "job_status"} <= names
+    indexed = await client.call_tool("index_content", {"texts": ["green grass in spring"], "index": "topics"})
+    assert not indexed.is_error, indexed.content[0].text
+    result = await client.call_tool("semantic_search", {"query": "green grass", "index": "topics", "top_k": 1})
+    assert not result.is_error, result.content[0].text
+    hit = result.structured_content["hits"][0]
+    assert hit["modality"] == "text" and hit["snippet"] == "green grass in spring"
+
+
+async def test_stdio_console_script(tmp_path: Path, tiny_model: Path) -> None:
+    params = StdioServerParameters(command=SCRIPT, args=[], env=server_env(tmp_path, tiny_model))
+    async with Client(params) as client:
+        await exercise(client)
+
+
+@pytest.mark.parametrize("http_server", ["streamable-http"], indirect=True)
+async def test_streamable_http(http_server: str) -> None:
+    async with Client(http_server) as client:
+        await exercise(client)
+
+
+@pytest.mark.parametrize("http_server", ["sse"], indirect=True)
+async def test_sse(http_server: str) -> None:
+    async with Client(sse_client(http_server)) as client:
+        await exercise(client)
+
+
+def test_python_dash_m_matches_console_script() -> None:
+    out = subprocess.run([sys.executable, "-m", "nova_mcp_server", "--version"], capture_output=True, text=True)
+    script = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True)
+    assert out.returncode == script.returncode == 0
+    assert out.stdout == script.stdout and out.stdout.startswith("nova-mcp-server ")
+
+
+def test_stdio_writes_nothing_but_protocol_before_a_request(tmp_path: Path, tiny_model: Path) -> None:
+    proc = subprocess.run([SCRIPT], env=server_env(tmp_path, tiny_model), input=b"", capture_output=True, timeout=30)
+    assert proc.stdout == b""

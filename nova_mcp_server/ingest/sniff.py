@@ -259,7 +259,7 @@ def _unsupported(head: bytes, name: str | None) -> str:
     return ""
 
 
-def _signature(head: bytes, name: str | None) -> str | None:  # noqa: C901 - one flat table of signatures
+def _signature(head: bytes, name: str | None) -> str | None:
     ext = _ext(name)
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"

@@ -7,13 +7,17 @@ core calls them from worker threads.
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nova_mcp_server.errors import InvalidInput, LimitExceeded
+from nova_mcp_server.errors import DimensionMismatch, InvalidInput, LimitExceeded, NovaError
 
 MAX_PUT = 500
 MAX_DELETE = 500
@@ -115,8 +119,7 @@ def check_index_name(name: str) -> str:
     if not INDEX_NAME_RE.match(name or ""):
         raise InvalidInput(
             f"Invalid index name {name!r}.",
-            "Use 3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter "
-            "or digit.",
+            "Use 3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit.",
         )
     return name
 
@@ -136,7 +139,207 @@ def check_top_k(top_k: int) -> int:
 
 def check_key(key: str) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
-        raise InvalidInput(
-            f"Vector keys must be 1-{MAX_KEY_CHARS} characters; got {len(key or '')} characters."
-        )
+        raise InvalidInput(f"Vector keys must be 1-{MAX_KEY_CHARS} characters; got {len(key or '')} characters.")
     return key
+
+
+# ---- shared validation of vectors, metadata and paging (both stores call these) -------------------------
+# Metadata size is measured as compact JSON (separators "," and ":", non-ASCII kept as UTF-8) in bytes;
+# S3 Vectors does not document its exact measure, so this is our stable, slightly conservative stand-in.
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    """Compact JSON text of metadata: what the local store keeps and what the size limits measure."""
+    return _JSON.encode(metadata)
+
+
+def metadata_bytes(metadata: Mapping[str, Any]) -> int:
+    """Size of metadata as compact UTF-8 JSON, the measure both stores apply to the 2 KB / 40 KB limits."""
+    text = metadata_json(metadata)
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _where(key: str | None) -> str:
+    return f" of vector {key!r}" if key is not None else ""
+
+
+def _metadata_value(value: Any, name: str, where: str, *, in_list: bool = False) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise InvalidInput(f"Metadata {name!r}{where} is {value!r}; numbers must be finite.")
+        return value
+    if isinstance(value, list | tuple) and not in_list:
+        return [_metadata_value(v, name, where, in_list=True) for v in value]
+    kind = "a nested list" if isinstance(value, list | tuple) else type(value).__name__
+    raise InvalidInput(
+        f"Metadata {name!r}{where} is {kind}; values must be strings, numbers, booleans or lists of those.",
+        "Flatten nested structures into separate keys, or serialise them into a string.",
+    )
+
+
+def check_metadata_json(
+    metadata: Mapping[str, Any] | None, non_filterable_keys: Collection[str] = (), *, key: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """`check_metadata` that also returns the compact JSON it measured (the local store stores that text)."""
+    if metadata is None:
+        return None, None
+    where = _where(key)
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput(f"Metadata{where} must be a JSON object; got {type(metadata).__name__}.")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise LimitExceeded(
+            f"Metadata{where} has {len(metadata)} keys; at most {MAX_METADATA_KEYS} are allowed per vector."
+        )
+    clean: dict[str, Any] = {}
+    for name, value in metadata.items():
+        if type(name) is not str or not name or name[0] == "$":
+            raise InvalidInput(f"Metadata key {name!r}{where} is invalid; keys are non-empty and don't start with '$'.")
+        kind = type(value)
+        if (
+            kind is str
+            or kind is bool
+            or (kind is int and -1e308 < value < 1e308)
+            or (kind is float and math.isfinite(value))
+        ):
+            clean[name] = value  # the common case, without a call per value
+        else:
+            clean[name] = _metadata_value(value, name, where)
+    text = metadata_json(clean)
+    total = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if total > MAX_METADATA_BYTES:
+        raise LimitExceeded(
+            f"Metadata{where} is {total} bytes as JSON; at most {MAX_METADATA_BYTES} bytes are allowed per vector.",
+            "Shorten the largest values (e.g. store less text per chunk).",
+        )
+    if total > MAX_FILTERABLE_METADATA_BYTES:
+        filterable = {k: v for k, v in clean.items() if k not in non_filterable_keys}
+        size = metadata_bytes(filterable)
+        if size > MAX_FILTERABLE_METADATA_BYTES:
+            raise LimitExceeded(
+                f"Filterable metadata{where} is {size} bytes as JSON; at most {MAX_FILTERABLE_METADATA_BYTES} "
+                "bytes are allowed per vector.",
+                "Move large values (text, captions) into a non-filterable key declared when the index is created.",
+            )
+    return clean, text
+
+
+def check_metadata(
+    metadata: Mapping[str, Any] | None, non_filterable_keys: Collection[str] = (), *, key: str | None = None
+) -> dict[str, Any] | None:
+    """Validate one vector's metadata against S3 Vectors' rules (types, <= 50 keys, 2 KB filterable,
+    40 KB total as compact UTF-8 JSON); return it as plain JSON types."""
+    return check_metadata_json(metadata, non_filterable_keys, key=key)[0]
+
+
+def _vector_problem(row: np.ndarray, dimension: int, metric: str, where: str) -> NovaError | None:
+    if row.shape != (dimension,):
+        return DimensionMismatch(
+            f"Vector{where} has {row.size} dimensions; the index expects {dimension}.",
+            "Embed with the dimension the index was created with.",
+        )
+    if not np.isfinite(row).all():
+        return InvalidInput(f"Vector{where} contains NaN or infinity (or a value beyond float32 range).")
+    if metric == "cosine" and not row.any():
+        return InvalidInput(f"Vector{where} is all zeros, which has no direction under the cosine metric.")
+    return None
+
+
+def _as_float32(data: Any, where: str) -> np.ndarray:
+    if data is None:
+        raise InvalidInput(f"Vector{where} has no data.")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            row = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"Vector{where} must be a flat list of numbers.") from exc
+    if row.ndim != 1:
+        raise InvalidInput(f"Vector{where} must be a flat list of numbers.")
+    return row
+
+
+def check_vector(data: Any, dimension: int, metric: str, *, key: str | None = None) -> np.ndarray:
+    """Cast one vector to float32 and check length, finiteness and (cosine) non-zero; return it."""
+    row = _as_float32(data, _where(key))
+    problem = _vector_problem(row, dimension, metric, _where(key))
+    if problem:
+        raise problem
+    return row
+
+
+def check_vectors(records: Sequence[VectorRecord], dimension: int, metric: str) -> np.ndarray:
+    """`check_vector` for a whole batch in one numpy pass; returns an (n, dimension) float32 array."""
+    rows = [r.data for r in records]
+    matrix = None
+    if all(type(r) is list and len(r) == dimension for r in rows):
+        try:  # fromiter over the flat lists is ~2x faster than np.asarray on a list of lists
+            flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * dimension)
+            with np.errstate(over="ignore", invalid="ignore"):
+                matrix = flat.astype(np.float32).reshape(len(rows), dimension)
+        except (TypeError, ValueError):
+            matrix = None
+    if matrix is None:
+        matrix = np.stack([check_vector(r.data, dimension, metric, key=r.key) for r in records])
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if metric == "cosine":
+        bad |= ~matrix.any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        check_vector(records[i].data, dimension, metric, key=records[i].key)
+    return matrix
+
+
+def check_put_batch(vectors: Sequence[VectorRecord]) -> None:
+    """Batch size and keys of a put_vectors call; a key may appear once per call."""
+    check_batch("put_vectors", len(vectors), MAX_PUT)
+    seen: set[str] = set()
+    for record in vectors:
+        check_key(record.key)
+        if record.key in seen:
+            raise InvalidInput(f"Key {record.key!r} appears more than once in one put_vectors call.")
+        seen.add(record.key)
+
+
+def check_keys(what: str, keys: Sequence[str], limit: int) -> list[str]:
+    """Batch size and keys of a get/delete call; returns the keys without duplicates, first one kept."""
+    if isinstance(keys, str):
+        raise InvalidInput(f"{what} takes a list of keys, not a single string.")
+    check_batch(what, len(keys), limit)
+    return list(dict.fromkeys(check_key(k) for k in keys))
+
+
+def check_max_results(max_results: int) -> int:
+    if not isinstance(max_results, int) or isinstance(max_results, bool) or not 1 <= max_results <= MAX_LIST_PAGE:
+        raise LimitExceeded(f"max_results must be between 1 and {MAX_LIST_PAGE}; got {max_results!r}.")
+    return max_results
+
+
+def check_index_spec(spec: IndexSpec) -> IndexSpec:
+    """Name, non-filterable keys and embedder stamp of a new index."""
+    check_index_name(spec.name)
+    for name in spec.non_filterable_keys:
+        if not isinstance(name, str) or not 1 <= len(name) <= 63:
+            raise InvalidInput(f"Non-filterable metadata key {name!r} must be 1-63 characters.")
+    if len(set(spec.non_filterable_keys)) != len(spec.non_filterable_keys):
+        raise InvalidInput("Non-filterable metadata keys must be distinct.")
+    if spec.embedder is not None and spec.embedder.dimension != spec.dimension:
+        raise DimensionMismatch(
+            f"Index '{spec.name}' has dimension {spec.dimension} but its embedder stamp says {spec.embedder.dimension}."
+        )
+    return spec
+
+
+def index_exists_error(name: str) -> InvalidInput:
+    return InvalidInput(
+        f"Index '{name}' already exists.", "Use it as it is, or delete it first to recreate it with another spec."
+    )

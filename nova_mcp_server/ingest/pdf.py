@@ -1,12 +1,14 @@
 """PDF pages into segments: a rendered page image (DOCUMENT_IMAGE) plus the page's text chunks.
 
 The page image carries layout, tables and figures (and is all a scanned page has); the text chunks make exact
-phrases findable. pypdfium2 is not thread-safe, so one document is handled start to finish in one thread.
+phrases findable. PDFium is not thread-safe (not even across documents), so every call into it holds one
+process-wide lock; segments are yielded outside it.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from nova_mcp_server.schema import DetailLevel, Modality
 
 RENDER_DPI = 150  # legible small print; a Letter page is 1275x1650 px
 MAX_PAGE_PIXELS = 2048  # longest side; posters and huge scans are rendered smaller, not bigger
+PDFIUM_LOCK = threading.RLock()
 
 
 def open_pdf(data: Path | bytes) -> pdfium.PdfDocument:
@@ -66,18 +69,22 @@ def pdf_segments(
 
     Char ranges index into the page's extracted text (CRLF normalised to LF).
     """
-    pdf = open_pdf(data)
+    with PDFIUM_LOCK:
+        pdf = open_pdf(data)
+        pages = len(pdf)
     try:
-        if len(pdf) == 0:
+        if pages == 0:
             raise InvalidInput("PDF has no pages.")
         ordinal = 0
-        for index in range(len(pdf)):
-            try:
-                page = pdf[index]
-                text = page_text(page)
-                image = render_page(page) if "image" in info.modalities else None
-            except pdfium.PdfiumError as exc:
-                raise InvalidInput(f"corrupt PDF: page {index + 1} cannot be read ({exc}).") from None
+        for index in range(pages):
+            with PDFIUM_LOCK:
+                try:
+                    page = pdf[index]
+                    text = page_text(page)
+                    image = render_page(page) if "image" in info.modalities else None
+                    page.close()
+                except pdfium.PdfiumError as exc:
+                    raise InvalidInput(f"corrupt PDF: page {index + 1} cannot be read ({exc}).") from None
             if image is not None:
                 png, width, height = image
                 yield Segment(
@@ -103,7 +110,8 @@ def pdf_segments(
                 yield segment
                 ordinal += 1
     finally:
-        pdf.close()
+        with PDFIUM_LOCK:
+            pdf.close()
 
 
 def _page_snippet(page: int, width: int, height: int, text: str) -> str:

@@ -167,8 +167,8 @@ class AsyncMedia:
                 meta["end_s"] = round(float(rec.end_seconds), 3)
             meta[keys.SNIPPET_KEY] = _time_label(source.display, rec.start_seconds, rec.end_seconds)
             records.append(VectorRecord(key=keys.vector_key(sid, ordinal), data=rec.embedding, metadata=meta))
-        for summary in output.result.embedding_results:
-            if summary.status != ResultStatus.SUCCESS:
+        for summary in output.result.embedding_results:  # PARTIAL_SUCCESS is already told by its failed segments
+            if summary.status == ResultStatus.FAILURE:
                 failures.append(f"{summary.embedding_type.value}: {summary.failure_reason or summary.status.value}")
         if records:
             index = core.jobs.get(job_id).index

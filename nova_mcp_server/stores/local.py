@@ -563,36 +563,45 @@ class LocalVectorStore:
     def integrity_check(self, index: str) -> list[str]:
         """Problems found in one index (empty when it is sound): SQLite, state, vector file, metadata."""
         handle = self._index(index)
+        with handle.lock:
+            handle.db.execute("BEGIN")
+            try:
+                return self._check(handle)
+            finally:
+                handle.db.execute("COMMIT")
+
+    @staticmethod
+    def _check(handle: _Index) -> list[str]:
         problems: list[str] = []
-        with handle.lock, handle.read():
-            result = [r for (r,) in handle.db.execute("PRAGMA integrity_check")]
-            if result != ["ok"]:
-                problems.append(f"SQLite integrity_check: {'; '.join(result)}")
-            st = handle.state()
-            count, dead, lo, hi = handle.db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(dead), 0), MIN(row), MAX(row) FROM vectors"
-            ).fetchone()
-            if count != st["rows"] or (count and (lo != 0 or hi != count - 1)):
-                problems.append(f"state says {st['rows']} rows but the table holds {count} (rows {lo}..{hi}).")
-            if dead != st["dead"]:
-                problems.append(f"state says {st['dead']} dead rows but the table marks {dead}.")
-            path = _vector_file(handle.dir, st["gen"])
-            size = path.stat().st_size if path.exists() else -1
-            if size < st["rows"] * handle.row_bytes:
-                problems.append(f"{path.name} holds {size} bytes, fewer than {st['rows']} committed rows need.")
-                return problems
-            live = handle.live
-            matrix = handle.matrix[live]
-            if not np.isfinite(matrix).all():
-                problems.append("some live vectors contain NaN or infinity.")
-            if handle.cosine and len(matrix) and not matrix.any(axis=1).all():
-                problems.append("some live vectors are all zeros under the cosine metric.")
-            for row, key, meta in handle.db.execute("SELECT row, key, meta FROM vectors WHERE dead = 0"):
-                try:
-                    if meta is not None and not isinstance(json.loads(meta), dict):
-                        raise ValueError
-                except ValueError:
-                    problems.append(f"row {row} ({key!r}) has unreadable metadata.")
+        result = [r for (r,) in handle.db.execute("PRAGMA integrity_check")]
+        if result != ["ok"]:
+            problems.append(f"SQLite integrity_check: {'; '.join(result)}")
+        st = handle.state()
+        count, dead, lo, hi = handle.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(dead), 0), MIN(row), MAX(row) FROM vectors"
+        ).fetchone()
+        if count != st["rows"] or (count and (lo != 0 or hi != count - 1)):
+            problems.append(f"state says {st['rows']} rows but the table holds {count} (rows {lo}..{hi}).")
+        if dead != st["dead"]:
+            problems.append(f"state says {st['dead']} dead rows but the table marks {dead}.")
+        path = _vector_file(handle.dir, st["gen"])
+        size = path.stat().st_size if path.exists() else -1
+        if size < st["rows"] * handle.row_bytes:
+            problems.append(f"{path.name} holds {size} bytes, fewer than {st['rows']} committed rows need.")
+            return problems
+        handle.refresh()
+        for start in range(0, handle.rows, 16384):
+            block = handle.matrix[start : start + 16384][handle.live[start : start + 16384]]
+            if not np.isfinite(block).all():
+                problems.append(f"live vectors in rows {start}.. contain NaN or infinity.")
+            if handle.cosine and len(block) and not block.any(axis=1).all():
+                problems.append(f"live vectors in rows {start}.. are all zeros under the cosine metric.")
+        for row, key, meta in handle.db.execute("SELECT row, key, meta FROM vectors WHERE dead = 0"):
+            try:
+                if meta is not None and not isinstance(json.loads(meta), dict):
+                    raise ValueError
+            except ValueError:
+                problems.append(f"row {row} ({key!r}) has unreadable metadata.")
         return problems
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ module touches boto3 or a store directly; nothing below it knows about MCP.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +51,7 @@ from nova_mcp_server.stores.base import (
     check_top_k,
 )
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 PREVIEW_VALUES = 8
 VECTOR_CACHE_SIZE = 256
@@ -76,6 +78,8 @@ class Core:
     jobs: JobStore
     ingest: Ingest
     async_media: AsyncMedia | None = None  # Nova async segmented path (aws backend with a staging bucket)
+    spawn: Callable[..., Any] | None = None  # starts background work (the server's task group); None: run inline
+    job_listeners: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     _vectors: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)
 
     # ---- helpers ------------------------------------------------------------------------------------------
@@ -132,6 +136,12 @@ class Core:
         self._check_compatible(info)
         return info
 
+    async def _embed(self, requests: Sequence[Any], progress: Progress | None) -> list[list[Any]]:
+        """Embed, first telling the caller when a local model is about to load (seconds, once per process)."""
+        if progress is not None and getattr(self.embedder, "loaded", True) is False:
+            await progress(0, None, "loading the local embedding model (first use)")
+        return await self.embedder.embed(requests)
+
     def _remember(self, vector: list[float]) -> str:
         digest = hashlib.sha256(np.asarray(vector, dtype=np.float32).tobytes()).hexdigest()[:16]
         handle = f"vec-{digest}"
@@ -150,6 +160,7 @@ class Core:
         purpose: EmbeddingPurpose = EmbeddingPurpose.GENERIC_INDEX,
         dimension: int | None = None,
         include_vector: bool = False,
+        progress: Progress | None = None,
     ) -> EmbedResult:
         if not contents:
             raise InvalidInput("Give at least one content to embed.")
@@ -163,7 +174,7 @@ class Core:
             segments = await self.ingest.segment(source, self.embedder.info)
             firsts.append(segments[0])
             totals.append(len(segments))
-        items = await self.embedder.embed([seg.to_request(purpose, dim) for seg in firsts])
+        items = await self._embed([seg.to_request(purpose, dim) for seg in firsts], progress)
         outs: list[EmbeddingOut] = []
         vectors: list[np.ndarray] = []
         for source, seg, total, result in zip(sources, firsts, totals, items, strict=True):
@@ -231,7 +242,7 @@ class Core:
         for done, source in enumerate(sources):
             await report(done, total, f"indexing {source.display}")
             try:
-                outcome = await self._index_source(info, source, user_meta)
+                outcome = await self._index_source(info, source, user_meta, report)
             except NovaError as exc:
                 result.failed.append(Failure(source=source.display, reason=exc.text))
                 continue
@@ -246,7 +257,9 @@ class Core:
         await report(total, total, "done")
         return result
 
-    async def _index_source(self, info: IndexInfo, source: SourceRef, user_meta: dict[str, Any]) -> _Outcome:
+    async def _index_source(
+        self, info: IndexInfo, source: SourceRef, user_meta: dict[str, Any], progress: Progress | None = None
+    ) -> _Outcome:
         sid = keys.source_id(source.uri)
         marker = await self._marker(info.name, sid)
         if marker and marker.get("content_hash") == source.content_hash and not marker.get("partial"):
@@ -262,7 +275,7 @@ class Core:
         for start in range(0, len(segments), EMBED_BATCH):
             batch = segments[start : start + EMBED_BATCH]
             requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.request_dimension) for seg in batch]
-            results = await self.embedder.embed(requests)
+            results = await self._embed(requests, progress)
             for seg, items in zip(batch, results, strict=True):
                 records.append(
                     VectorRecord(
@@ -321,6 +334,7 @@ class Core:
         top_k: int = 5,
         filter: dict[str, Any] | None = None,
         modality: Sequence[str] | None = None,
+        progress: Progress | None = None,
     ) -> SearchResult:
         name = index or self.settings.default_index
         check_top_k(top_k)
@@ -347,7 +361,8 @@ class Core:
             segment = (await self.ingest.segment(sources[0], self.embedder.info))[0]
             if image is not None and segment.embed_as != "image":
                 raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
-            vector = (await self.embedder.embed([segment.to_request(purpose, self.request_dimension)]))[0][0].embedding
+            request = segment.to_request(purpose, self.request_dimension)
+            vector = (await self._embed([request], progress))[0][0].embedding
         combined = _combine_filters(filter, modalities)
         hits = await self._store(
             self.store.query_vectors, name, vector, top_k=top_k, filter=combined, return_metadata=True
@@ -432,11 +447,21 @@ class Core:
         return [self.jobs.get(job_id)]
 
     async def advance_job(self, job_id: str) -> JobInfo:
-        job = self.jobs.get(job_id)
-        if job.status in ("completed", "failed") or self.async_media is None:
-            return job
-        await self.async_media.advance(self, job_id)
-        return self.jobs.get(job_id)
+        before = self.jobs.get(job_id)
+        if before.status in ("completed", "failed"):
+            return before
+        if before.kind == INDEX_JOB:
+            if self.jobs.claim_ingest(job_id, INDEX_LEASE_SECONDS):
+                if self.spawn is not None:
+                    self.spawn(self.run_index_job, job_id)
+                else:
+                    await self.run_index_job(job_id)
+        elif self.async_media is not None:
+            await self.async_media.advance(self, job_id)
+        after = self.jobs.get(job_id)
+        if _job_moved(before, after):
+            await self.notify_job(job_id)
+        return after
 
     async def poll_jobs(self) -> None:
         for job_id in self.jobs.active_ids():
@@ -444,6 +469,55 @@ class Core:
                 await self.advance_job(job_id)
             except NovaError as exc:  # transient: keep the job and try again on the next tick
                 self.jobs.update(job_id, error=exc.text)
+
+    async def notify_job(self, job_id: str) -> None:
+        for listener in list(self.job_listeners):
+            await listener(job_id)
+
+    async def start_index_job(self, items: Sequence[ContentInput], *, index: str | None = None, **options: Any) -> str:
+        """Index in the background as a durable job; a restart resumes it (unchanged sources are skipped)."""
+        name = index or self.settings.default_index
+        check_index_name(name)
+        keys.check_user_metadata(options.get("metadata"))
+        payload = {"items": [c.model_dump(exclude_none=True) for c in items], "index": name, "options": options}
+        shown = ", ".join(c.path or c.s3_uri or "inline text" for c in items[:3]) + (" ..." if len(items) > 3 else "")
+        job_id = self.jobs.create(kind=INDEX_JOB, index=name, source=shown, payload=payload, status="running")
+        await self.advance_job(job_id)
+        return job_id
+
+    async def run_index_job(self, job_id: str) -> None:
+        payload = self.jobs.payload(job_id)
+        items = [ContentInput(**c) for c in payload["items"]]
+        last = 0.0
+
+        async def progress(done: float, total: float | None, message: str) -> None:
+            nonlocal last
+            self.jobs.update(
+                job_id, progress_done=int(done), progress_total=total, lease_until=time.time() + INDEX_LEASE_SECONDS
+            )
+            if time.monotonic() - last > 0.5 or done == total:
+                last = time.monotonic()
+                await self.notify_job(job_id)
+
+        try:
+            report = await self.index(items, index=payload["index"], progress=progress, **payload["options"])
+        except NovaError as exc:
+            self.jobs.update(job_id, status="failed", error=exc.text, lease_until=0)
+        except Exception:  # a bug must fail the job, not the server that runs it
+            log.exception("index job %s crashed", job_id)
+            self.jobs.update(job_id, status="failed", error="internal error; see the server log", lease_until=0)
+        else:
+            payload["report"] = report.model_dump(mode="json")
+            failed = f"{len(report.failed)} source(s) failed; see result.failed." if report.failed else None
+            self.jobs.update(
+                job_id,
+                status="completed",
+                payload=payload,
+                vectors_written=report.indexed_segments,
+                error=failed,
+                lease_until=0,
+            )
+        await self.notify_job(job_id)
 
     def capabilities(self) -> dict[str, Any]:
         info = self.embedder.info
@@ -474,6 +548,15 @@ class Core:
             "filter_operators": ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"],
             "filterable_keys": sorted(keys.RESERVED_KEYS - {keys.SNIPPET_KEY}),
         }
+
+
+INDEX_JOB = "index"
+INDEX_LEASE_SECONDS = 60.0
+
+
+def _job_moved(before: JobInfo, after: JobInfo) -> bool:
+    watched = ("status", "progress_done", "progress_total", "vectors_written", "error")
+    return any(getattr(before, name) != getattr(after, name) for name in watched)
 
 
 @dataclass

@@ -147,6 +147,7 @@ def _info(row: sqlite3.Row) -> JobInfo:
         vectors_written=row["vectors_written"],
         error=row["error"],
         segment_failures=json.loads(row["segment_failures"]),
+        result=json.loads(row["payload"]).get("report"),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

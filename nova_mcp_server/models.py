@@ -85,6 +85,7 @@ class JobInfo(BaseModel):
     vectors_written: int = 0
     error: str | None = None
     segment_failures: list[str] = Field(default_factory=list)
+    result: dict[str, Any] | None = Field(default=None, description="a finished index job's report")
     created_at: float
     updated_at: float
 

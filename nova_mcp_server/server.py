@@ -17,7 +17,16 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    ImageContent,
+    SubscribeRequestParams,
+    TextContent,
+    ToolAnnotations,
+    UnsubscribeRequestParams,
+)
 from pydantic import BaseModel, Field, ValidationError
 
 from nova_mcp_server import __version__
@@ -79,14 +88,20 @@ class JobList(BaseModel):
 
 
 def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
+    bus = InMemorySubscriptionBus()
+    watchers = JobWatchers(bus)
+    core.job_listeners.append(watchers.changed)
+
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
         async with anyio.create_task_group() as tg:
-            if core.async_media is not None and poll_seconds > 0:
+            core.spawn = tg.start_soon
+            if poll_seconds > 0:
                 tg.start_soon(_poll_forever, core, poll_seconds)
             try:
                 yield {"core": core}
             finally:
+                core.spawn = None
                 tg.cancel_scope.cancel()
 
     mcp = MCPServer(
@@ -95,7 +110,9 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=core.settings.log_level.upper(),
+        subscriptions=bus,
     )
+    watchers.install(mcp)
     writable = not core.settings.read_only
 
     # ---- tools ---------------------------------------------------------------------------------------------
@@ -111,6 +128,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
     )
     @agent_errors
     async def embed_content(
+        ctx: Context,
         contents: Annotated[list[ContentInput], Field(min_length=1, max_length=32, description="1-32 contents")],
         purpose: EmbeddingPurpose = EmbeddingPurpose.GENERIC_INDEX,
         dimension: Annotated[int | None, Field(description="3072, 1024, 384 or 256 on Nova; default: server's")] = None,
@@ -122,7 +140,9 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
         semantic_search's vector_handle; the full vector only when include_vector is true. With two or more
         contents, also their cosine similarity matrix.
         """
-        return await core.embed(contents, purpose=purpose, dimension=dimension, include_vector=include_vector)
+        return await core.embed(
+            contents, purpose=purpose, dimension=dimension, include_vector=include_vector, progress=_progress(ctx)
+        )
 
     @mcp.tool(annotations=READ_ONLY.model_copy(update={"title": "Semantic search"}))
     @agent_errors
@@ -152,6 +172,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             top_k=top_k,
             filter=filter,
             modality=[m.value for m in modality] if modality else None,
+            progress=_progress(ctx),
         )
         structured = result.model_dump(mode="json")
         content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
@@ -207,15 +228,22 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             include: Annotated[list[str], Field(description="glob patterns to keep, e.g. *.pdf")] = [],  # noqa: B006
             exclude: Annotated[list[str], Field(description="glob patterns to skip")] = [],  # noqa: B006
             recursive: bool = True,
+            wait: Annotated[
+                bool, Field(description="false: return a job id at once and index in the background")
+            ] = True,
         ) -> IndexReport:
             """Index files, folders, s3:// objects or texts; unchanged sources are skipped, changed ones replaced.
 
             Returns counts (indexed, skipped, failed with reasons) and the ids of async jobs for long media.
+            With wait=false the whole run is a background job: follow it with job_status or nova://jobs/{id}.
             """
             items = [ContentInput(text=t) for t in texts] + [_as_content(s) for s in sources]
-
-            async def progress(done: float, total: float | None, message: str) -> None:
-                await ctx.report_progress(done, total=total, message=message)
+            progress = _progress(ctx)
+            if not wait:
+                job_id = await core.start_index_job(
+                    items, index=index, metadata=metadata, include=include, exclude=exclude, recursive=recursive
+                )
+                return IndexReport(index=index or core.settings.default_index, jobs=[job_id])
 
             return await core.index(
                 items,
@@ -339,6 +367,44 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
     return mcp
 
 
+class JobWatchers:
+    """Tells subscribers of nova://jobs/{id} when a job changes, on both protocol eras.
+
+    2026-07-28 clients listen through `subscriptions/listen` (the bus); earlier clients send
+    `resources/subscribe`, and their sessions get `notifications/resources/updated`.
+    """
+
+    def __init__(self, bus: InMemorySubscriptionBus) -> None:
+        self._bus = bus
+        self._sessions: dict[str, list[Any]] = {}
+
+    def install(self, mcp: MCPServer) -> None:
+        lowlevel = mcp._lowlevel_server  # the SDK has no public hook for the legacy subscribe requests
+        lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
+        lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
+
+    async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        sessions = self._sessions.setdefault(str(params.uri), [])
+        if ctx.session not in sessions:
+            sessions.append(ctx.session)
+        return EmptyResult()
+
+    async def _unsubscribe(self, ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        sessions = self._sessions.get(str(params.uri), [])
+        if ctx.session in sessions:
+            sessions.remove(ctx.session)
+        return EmptyResult()
+
+    async def changed(self, job_id: str) -> None:
+        uri = f"nova://jobs/{job_id}"
+        await self._bus.publish(ResourceUpdated(uri=uri))
+        for session in list(self._sessions.get(uri, [])):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a closed session stops listening
+                self._sessions[uri].remove(session)
+
+
 async def _poll_forever(core: Core, every: float) -> None:
     while True:
         await anyio.sleep(every)
@@ -355,6 +421,13 @@ async def _found(awaitable: Awaitable[T]) -> T:
         raise ResourceNotFoundError(exc.text) from None
     except NovaError as exc:
         raise ResourceError(exc.text) from None
+
+
+def _progress(ctx: Context) -> Callable[[float, float | None, str], Awaitable[None]]:
+    async def report(done: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(done, total=total, message=message)
+
+    return report
 
 
 def _as_content(source: str) -> ContentInput:

@@ -196,3 +196,23 @@ async def test_bad_input_is_a_clear_tool_error_and_changes_nothing(server: Any, 
         assert [(i["name"], i["vector_count"]) for i in listing] == [("docs", 1)]
         with pytest.raises(MCPError):
             await client.read_resource("nova://jobs/job-missing")
+
+
+async def test_first_embedding_call_says_the_model_is_loading(server: Any) -> None:
+    messages: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message)
+
+    async with Client(server) as client:
+        caps = json.loads((await client.read_resource("nova://capabilities")).contents[0].text)
+        assert caps["model_status"] == "not loaded yet"
+        result = await client.call_tool(
+            "embed_content", {"contents": [{"text": "hello"}]}, progress_callback=on_progress
+        )
+        assert not result.is_error
+        assert messages == ["loading the local embedding model (first use)"]
+        await client.call_tool("embed_content", {"contents": [{"text": "again"}]}, progress_callback=on_progress)
+        assert len(messages) == 1
+        caps = json.loads((await client.read_resource("nova://capabilities")).contents[0].text)
+        assert caps["model_status"] == "ready"

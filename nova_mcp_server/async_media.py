@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from nova_mcp_server import keys
-from nova_mcp_server.embedders.nova import job_id_of
 from nova_mcp_server.errors import NovaError
 from nova_mcp_server.ingest.model import SourceRef
 from nova_mcp_server.schema import (
@@ -133,6 +132,8 @@ class AsyncMedia:
             raise
 
     async def _ingest(self, core: Core, job_id: str, payload: dict[str, Any]) -> None:
+        from nova_mcp_server.embedders.nova import job_id_of  # boto3 stays unimported on the local backend
+
         output = await self.embedder.read_async_output(payload["result_uri"], job_id=job_id_of(payload["arn"]))
         sid = keys.source_id(payload["source_uri"])
         source = SourceRef(

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nova_mcp_server.core import Core
 from nova_mcp_server.errors import InvalidInput
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
 
+if TYPE_CHECKING:
+    from nova_mcp_server.aws import AwsClients
 
-def build_core(settings: Settings) -> Core:
-    """Cheap: no model is loaded and no AWS call is made until a tool needs one."""
+
+class LazyClient:
+    """A boto3 client built on first attribute access, so start-up pays for no client construction."""
+
+    def __init__(self, clients: AwsClients, service: str) -> None:
+        self._clients = clients
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clients.client(self._service), name)
+
+
+def build_core(settings: Settings, *, clients: AwsClients | None = None) -> Core:
+    """Cheap: no model is loaded and no AWS call is made until a tool needs one.
+
+    `clients` lets tests hand in moto- or fake-backed clients; by default they come from the AWS chain.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     jobs = JobStore(settings.data_dir / "jobs.sqlite")
     if settings.resolved_backend == "aws":
-        return _aws(settings, jobs)
+        from nova_mcp_server.aws import AwsClients
+
+        return _aws(settings, jobs, clients or AwsClients.from_settings(settings))
     return _local(settings, jobs)
 
 
@@ -41,9 +62,8 @@ def _local(settings: Settings, jobs: JobStore) -> Core:
     return Core(settings=settings, embedder=embedder, store=store, jobs=jobs, ingest=_ingest(settings))
 
 
-def _aws(settings: Settings, jobs: JobStore) -> Core:
+def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
     from nova_mcp_server.async_media import AsyncMedia
-    from nova_mcp_server.aws import AwsClients
     from nova_mcp_server.embedders.nova import NovaEmbedder
     from nova_mcp_server.ingest.media import media_duration
     from nova_mcp_server.stores.s3vectors import S3VectorsStore
@@ -53,14 +73,14 @@ def _aws(settings: Settings, jobs: JobStore) -> Core:
             "The aws backend needs a vector bucket.",
             "Set NOVA_MCP_VECTOR_BUCKET (or --vector-bucket); it is created on first use.",
         )
-    clients = AwsClients.from_settings(settings)
     embedder = NovaEmbedder.from_settings(settings, clients)
-    store = S3VectorsStore(clients.s3vectors, settings.vector_bucket)
+    s3 = LazyClient(clients, "s3")
+    store = S3VectorsStore(LazyClient(clients, "s3vectors"), settings.vector_bucket)
     async_media = None
     if settings.staging_bucket:
         async_media = AsyncMedia(
             embedder=embedder,
-            s3_client=clients.s3,
+            s3_client=s3,
             staging_bucket=settings.staging_bucket,
             staging_prefix=settings.staging_prefix,
             segment_seconds=settings.segment_seconds,
@@ -71,6 +91,6 @@ def _aws(settings: Settings, jobs: JobStore) -> Core:
         embedder=embedder,
         store=store,
         jobs=jobs,
-        ingest=_ingest(settings, clients.s3),
+        ingest=_ingest(settings, s3),
         async_media=async_media,
     )

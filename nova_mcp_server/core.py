@@ -132,7 +132,13 @@ class Core:
                 non_filterable_keys=keys.NON_FILTERABLE_KEYS,
                 embedder=self.stamp,
             )
-            info = await self._store(self.store.create_index, spec)
+            try:
+                info = await self._store(self.store.create_index, spec)
+            except NovaError as exc:  # a concurrent call may have created it meanwhile
+                try:
+                    info = await self._index_info(name)
+                except IndexNotFound:
+                    raise exc from None
         self._check_compatible(info)
         return info
 

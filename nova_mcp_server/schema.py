@@ -143,9 +143,7 @@ class MediaSource(_Wire):
     @model_validator(mode="after")
     def _exactly_one(self) -> MediaSource:
         if (self.data is None) == (self.s3_location is None):
-            raise ValueError(
-                "a source needs exactly one of 'bytes' (base64) or 's3Location' ({'uri': 's3://...'})"
-            )
+            raise ValueError("a source needs exactly one of 'bytes' (base64) or 's3Location' ({'uri': 's3://...'})")
         if self.data is not None:
             if not self.data:
                 raise ValueError("'bytes' is empty; give the base64 of a non-empty file")
@@ -240,11 +238,7 @@ class SingleEmbeddingRequest(_Wire):
     def _body_fits(self) -> SingleEmbeddingRequest:
         params = self.single_embedding_params
         media = params.image or params.audio or params.video
-        if (
-            media is not None
-            and media.source.data is not None
-            and len(media.source.data) > MAX_SYNC_BODY_BYTES
-        ):
+        if media is not None and media.source.data is not None and len(media.source.data) > MAX_SYNC_BODY_BYTES:
             raise ValueError(
                 f"inline media is {len(media.source.data):,} bytes after base64; a sync call takes at most "
                 f"{MAX_SYNC_BODY_BYTES:,}. Stage the file in S3 (s3Location) or split it"
@@ -260,9 +254,7 @@ class SingleEmbeddingRequest(_Wire):
 
 
 class TextSegmentation(_Wire):
-    max_length_chars: Annotated[int, Field(ge=TEXT_SEGMENT_CHARS[0], le=TEXT_SEGMENT_CHARS[1])] = (
-        TEXT_SEGMENT_CHARS[2]
-    )
+    max_length_chars: Annotated[int, Field(ge=TEXT_SEGMENT_CHARS[0], le=TEXT_SEGMENT_CHARS[1])] = TEXT_SEGMENT_CHARS[2]
 
 
 class MediaSegmentation(_Wire):
@@ -295,9 +287,7 @@ class SegmentedEmbeddingParams(_OneModality):
     def _s3_only(self) -> SegmentedEmbeddingParams:
         media = self.image or self.audio or self.video
         if media is not None and media.source.s3_location is None:
-            raise ValueError(
-                "async (segmented) requests accept only S3 inputs; upload the file and use s3Location"
-            )
+            raise ValueError("async (segmented) requests accept only S3 inputs; upload the file and use s3Location")
         return self
 
 
@@ -430,7 +420,5 @@ def parse_single(body: dict[str, Any] | str) -> SingleEmbeddingRequest:
 
 def check_dimension(dimension: int) -> int:
     if dimension not in DIMENSIONS:
-        raise InvalidInput(
-            f"Dimension {dimension} is not supported by Nova; use one of 3072, 1024, 384, 256."
-        )
+        raise InvalidInput(f"Dimension {dimension} is not supported by Nova; use one of 3072, 1024, 384, 256.")
     return dimension

@@ -30,9 +30,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOVA_MCP_", extra="ignore")
 
     backend: Backend | None = Field(default=None, description="aws or local; local unless AWS is configured")
-    data_dir: Path = Field(
-        default_factory=default_data_dir, description="local store, job table, model cache"
-    )
+    data_dir: Path = Field(default_factory=default_data_dir, description="local store, job table, model cache")
 
     # AWS
     region: str | None = Field(default=None, description="AWS region (else AWS_REGION / profile default)")
@@ -48,6 +46,11 @@ class Settings(BaseSettings):
     local_model: str = Field(default="Qdrant/clip-ViT-B-32", description="fastembed CLIP model family")
     local_model_path: Path | None = Field(
         default=None, description="folder with text/ and vision/ ONNX models; skips any download"
+    )
+    whisper_model: str | None = Field(
+        default=None,
+        description="speech-to-text for local audio: a faster-whisper size (e.g. base) downloaded once into "
+        "data_dir/models/whisper, or a model folder; default: the tiny.en model the audio extra ships",
     )
 
     # Indexing and search

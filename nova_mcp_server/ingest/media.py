@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import io
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from PIL import Image
 
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.ingest import speech
 from nova_mcp_server.ingest.model import Segment
 from nova_mcp_server.ingest.sniff import NOVA_AUDIO_FORMATS, NOVA_VIDEO_FORMATS
+from nova_mcp_server.ingest.speech import AUDIO_EXTRA_HINT, whisper_available
 from nova_mcp_server.ingest.text import snippet as text_snippet
 from nova_mcp_server.schema import MAX_SYNC_BODY_BYTES, MAX_SYNC_MEDIA_SECONDS, Modality
 
@@ -40,7 +41,6 @@ KEY_FRAME_SIDE = 1280
 TAIL_MERGE_SECONDS = 1.0  # a last window shorter than this joins the one before (e.g. AAC priming)
 TAIL_DROP_SECONDS = 0.5  # ... or is dropped if joining would exceed the sync limit
 _TB = Fraction(1, 90_000)
-AUDIO_EXTRA_HINT = "audio on the local backend needs the audio extra: pip install 'nova-mcp-server[audio]'"
 
 
 @dataclass(frozen=True)
@@ -423,12 +423,33 @@ def _frame_near(inp: Any, stream: Any, target: float, limit: float) -> Any | Non
     return best
 
 
-def whisper_available() -> bool:
-    try:
-        import faster_whisper  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _speech_samples(src: MediaInput, meta: MediaInfo) -> tuple[np.ndarray, float]:
+    """The first audio stream as mono float32 at 16 kHz, and where it starts (seconds from the media start).
+
+    Decoded here rather than by faster-whisper so corrupt media gives our InvalidInput, a damaged packet is
+    skipped instead of ending the file, and a stream starting late keeps its place on the media timeline.
+    """
+    chunks: list[np.ndarray] = []
+    first: float | None = None
+    with _open(src) as inp:
+        if not inp.streams.audio:
+            raise InvalidInput("media has no audio stream.")
+        stream = inp.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=speech.SAMPLE_RATE)
+        for packet in inp.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            for frame in frames:
+                if first is None and frame.time is not None:
+                    first = frame.time
+                chunks.extend(rf.to_ndarray().reshape(-1) for rf in resampler.resample(frame))
+        chunks.extend(rf.to_ndarray().reshape(-1) for rf in resampler.resample(None))
+    if not chunks:
+        raise InvalidInput("media has no decodable audio.")
+    offset = max(0.0, (first if first is not None else meta.start) - meta.start)
+    return np.concatenate(chunks).astype(np.float32, copy=False), offset
 
 
 def _transcript_segments(
@@ -441,27 +462,52 @@ def _transcript_segments(
 ) -> Iterator[Segment]:
     """Speech-to-text windows as text segments: whisper's phrases grouped up to ``segment_seconds`` each.
 
-    Only the local backend comes here (Nova embeds sound itself). The model name comes from
-    ``NOVA_MCP_WHISPER_MODEL`` (default "base"); VAD keeps silence and music from costing decode time.
+    Only the local backend comes here (Nova embeds sound itself); the model and its settings are in `speech`.
+    A phrase longer than the embedder reads is split by words (times shared out by length), not cut off.
+    Audio without any speech is refused (there is nothing to index); a silent video keeps its key frames.
     """
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(os.environ.get("NOVA_MCP_WHISPER_MODEL", "base"), device="cpu", compute_type="int8")
-    pieces, _ = model.transcribe(io.BytesIO(src) if isinstance(src, bytes) else str(src), vad_filter=True)
-    limit = info.max_text_chars
+    meta = probe(src)
+    samples, offset = _speech_samples(src, meta)
+    phrases = speech.transcribe(samples)
+    if not phrases and modality is Modality.AUDIO:
+        raise InvalidInput(
+            f"no speech was found in the audio ({meta.duration:.1f} s): the local backend indexes audio by its "
+            "transcript.",
+            "Index music or other sounds with the aws backend (Nova embeds sound itself).",
+        )
+    limit, cap = info.max_text_chars, meta.duration  # times are grouped as heard, reported within the media
     ordinal, text, start, end = first_ordinal, "", None, 0.0
-    for piece in pieces:
-        words = piece.text.strip()
-        joined = f"{text} {words}".strip()
-        if start is not None and text and (piece.end - start > segment_seconds or len(joined) > limit):
-            yield _transcript(ordinal, modality, text[:limit], start, end)
+    for piece in _fit_phrases(phrases, limit):
+        p_start, p_end = piece.start + offset, max(piece.end, piece.start) + offset
+        joined = f"{text} {piece.text}".strip()
+        if start is not None and text and (p_end - start > segment_seconds or len(joined) > limit):
+            yield _transcript(ordinal, modality, text, min(start, cap), min(end, cap))
             ordinal += 1
-            text, start = words, piece.start
+            text, start = piece.text, p_start
         else:
-            text, start = joined, piece.start if start is None else start
-        end = piece.end
+            text, start = joined, p_start if start is None else start
+        end = max(end, p_end)
     if text and start is not None:
-        yield _transcript(ordinal, modality, text[:limit], start, end)
+        yield _transcript(ordinal, modality, text, min(start, cap), min(end, cap))
+
+
+def _fit_phrases(phrases: list[speech.Phrase], limit: int) -> Iterator[speech.Phrase]:
+    """Phrases of at most ``limit`` characters: a longer one is split between words, its time shared by length."""
+    for phrase in phrases:
+        if len(phrase.text) <= limit:
+            yield phrase
+            continue
+        parts: list[str] = []
+        for word in phrase.text.split():
+            if parts and len(parts[-1]) + 1 + len(word) <= limit:
+                parts[-1] += " " + word
+            else:
+                parts.append(word[:limit])
+        total, at = sum(len(p) for p in parts), phrase.start
+        for part in parts:
+            step = (phrase.end - phrase.start) * len(part) / total
+            yield speech.Phrase(at, at + step, part)
+            at += step
 
 
 def _transcript(ordinal: int, modality: Modality, text: str, start: float, end: float) -> Segment:

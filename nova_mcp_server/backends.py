@@ -51,7 +51,10 @@ def _ingest(settings: Settings, s3_client: object = None) -> Ingest:
 
 def _local(settings: Settings, jobs: JobStore) -> Core:
     from nova_mcp_server.embedders.local import LocalEmbedder
+    from nova_mcp_server.ingest import speech
     from nova_mcp_server.stores.local import LocalVectorStore
+
+    speech.configure(settings.whisper_model, settings.data_dir / "models")
 
     embedder = LocalEmbedder(
         model=settings.local_model,

@@ -36,6 +36,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, help="concurrent embedding calls")
     g.add_argument("--local-model", help="fastembed CLIP model family for the local backend")
     g.add_argument("--local-model-path", type=Path, help="folder with text/ and vision/ ONNX models")
+    g.add_argument("--whisper-model", help="speech-to-text model for local audio (size name or folder)")
     g.add_argument("--allowed-root", action="append", type=Path, dest="allowed_roots", help="repeatable")
     g.add_argument("--allowed-bucket", action="append", dest="allowed_buckets", help="repeatable")
     g.add_argument("--default-index", help="index used when a call names none")

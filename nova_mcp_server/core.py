@@ -243,12 +243,13 @@ class Core:
         result = IndexReport(index=name, failed=[Failure(source=f.source, reason=f.reason) for f in failures])
         if not sources:
             return result
-        info = await self._ensure_index(name)
+        target = _LazyIndex(self, name)
+        await target.check_existing()
         total = len(sources)
         for done, source in enumerate(sources):
             await report(done, total, f"indexing {source.display}")
             try:
-                outcome = await self._index_source(info, source, user_meta, report)
+                outcome = await self._index_source(target, source, user_meta, report)
             except NovaError as exc:
                 result.failed.append(Failure(source=source.display, reason=exc.text))
                 continue
@@ -264,15 +265,16 @@ class Core:
         return result
 
     async def _index_source(
-        self, info: IndexInfo, source: SourceRef, user_meta: dict[str, Any], progress: Progress | None = None
+        self, target: _LazyIndex, source: SourceRef, user_meta: dict[str, Any], progress: Progress | None = None
     ) -> _Outcome:
         sid = keys.source_id(source.uri)
-        marker = await self._marker(info.name, sid)
+        marker = await self._marker(target.name, sid) if target.exists else None
         if marker and marker.get("content_hash") == source.content_hash and not marker.get("partial"):
             return _Outcome(skipped=True)
         old_count = int(marker.get("segment_count", 0)) if marker else 0
         if self.async_media is not None and await self.async_media.wants(source):
-            job_id = await self.async_media.start(self, info.name, source, user_meta, old_count)
+            await target.ensure()
+            job_id = await self.async_media.start(self, target.name, source, user_meta, old_count)
             return _Outcome(job_id=job_id)
         segments = await self.ingest.segment(source, self.embedder.info)
         if not segments:
@@ -290,7 +292,8 @@ class Core:
                         metadata=segment_metadata(source, seg, user_meta),
                     )
                 )
-        removed = await self.commit_source(info.name, sid, source, records, old_count)
+        await target.ensure()  # created only once there is something to write: a failed call leaves no index
+        removed = await self.commit_source(target.name, sid, source, records, old_count)
         return _Outcome(written=len(records), removed=removed)
 
     async def _marker(self, index: str, sid: str) -> dict[str, Any] | None:
@@ -563,6 +566,29 @@ INDEX_LEASE_SECONDS = 60.0
 def _job_moved(before: JobInfo, after: JobInfo) -> bool:
     watched = ("status", "progress_done", "progress_total", "vectors_written", "error")
     return any(getattr(before, name) != getattr(after, name) for name in watched)
+
+
+class _LazyIndex:
+    """The target of one index() call, created on first write so that a call that fails creates nothing."""
+
+    def __init__(self, core: Core, name: str) -> None:
+        self.core = core
+        self.name = name
+        self.exists = False
+
+    async def check_existing(self) -> None:
+        """Note whether the index exists and refuse an incompatible one before any embedding is paid for."""
+        try:
+            info = await self.core._index_info(self.name)
+        except IndexNotFound:
+            return
+        self.core._check_compatible(info)
+        self.exists = True
+
+    async def ensure(self) -> None:
+        if not self.exists:
+            await self.core._ensure_index(self.name)
+            self.exists = True
 
 
 @dataclass

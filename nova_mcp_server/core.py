@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 PREVIEW_VALUES = 8
 VECTOR_CACHE_SIZE = 256
+MAX_QUERY_CHARS = 8192  # Nova's inline text limit; longer queries were silently cut to their first chunk
 EMBED_BATCH = 64  # requests per embed() call; bounds memory on huge sources
 RETRIEVAL_PURPOSE = {
     None: EmbeddingPurpose.GENERIC_RETRIEVAL,
@@ -363,6 +364,12 @@ class Core:
         else:
             if query is not None and not query.strip():
                 raise InvalidInput("The query is empty; give some text to search for.")
+            if query is not None and len(query) > MAX_QUERY_CHARS:
+                raise InvalidInput(
+                    f"The query is {len(query):,} characters; a query is embedded as one request of at most "
+                    f"{MAX_QUERY_CHARS:,}.",
+                    "Search with the sentence or passage that matters; a query is not chunked.",
+                )
             content = ContentInput(text=query) if query is not None else image
             sources, failures = await self.ingest.resolve_contents([content])
             if failures:

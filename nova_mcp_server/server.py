@@ -245,7 +245,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
                 )
                 return IndexReport(index=index or core.settings.default_index, jobs=[job_id])
 
-            return await core.index(
+            report = await core.index(
                 items,
                 index=index,
                 metadata=metadata,
@@ -254,6 +254,9 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
                 recursive=recursive,
                 progress=progress,
             )
+            if report.failed and not (report.indexed_sources or report.skipped_unchanged or report.jobs):
+                raise NovaError(_nothing_indexed(report))  # is_error, so an agent cannot mistake it for success
+            return report
 
         @mcp.tool(
             annotations=ToolAnnotations(
@@ -431,7 +434,14 @@ def _progress(ctx: Context) -> Callable[[float, float | None, str], Awaitable[No
 
 
 def _as_content(source: str) -> ContentInput:
-    return ContentInput(s3_uri=source) if source.startswith("s3://") else ContentInput(path=source)
+    # Any "s3:" spelling is an S3 URI, so a malformed one ("s3:/b/k") is reported as such, not as a path.
+    return ContentInput(s3_uri=source) if source[:3].lower() == "s3:" else ContentInput(path=source)
+
+
+def _nothing_indexed(report: IndexReport) -> str:
+    shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
+    more = f" (and {len(report.failed) - 5} more)" if len(report.failed) > 5 else ""
+    return f"Nothing was indexed into '{report.index}': {len(report.failed)} source(s) failed. {shown}{more}"
 
 
 def _dump(value: Any) -> str:

@@ -8,10 +8,11 @@ count and is written last: it is the commit marker that lets an unchanged source
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from typing import Any
 
 from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.stores.base import MAX_METADATA_KEYS, metadata_bytes
 
 SOURCE_ID_CHARS = 24
 SNIPPET_KEY = "snippet"
@@ -37,6 +38,11 @@ RESERVED_KEYS = frozenset(
     }
 )
 MAX_SNIPPET_CHARS = 1000
+# S3 Vectors allows 50 metadata keys and 2 KB of filterable metadata per vector. Our own keys take up to 16
+# keys and ~400 bytes plus the source path, so user metadata gets the rest with room for a long path; it is
+# checked once per call, before anything is embedded, instead of failing every source at the store.
+MAX_USER_METADATA_KEYS = MAX_METADATA_KEYS - len(RESERVED_KEYS)
+MAX_USER_METADATA_BYTES = 1024
 
 
 def source_id(canonical_uri: str) -> str:
@@ -71,10 +77,24 @@ def check_user_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, list) and not value:
             raise InvalidInput(f"metadata '{key}' is an empty list; give at least one value or leave it out.")
         for item in values:
-            if not isinstance(item, str | int | float | bool) or item != item:  # NaN != NaN
+            if not isinstance(item, str | int | float | bool):
                 raise InvalidInput(
                     f"metadata '{key}' has a value of type {type(item).__name__}; "
                     "allowed are string, number, boolean, or a list of those."
                 )
-    json.dumps(metadata)
+            if isinstance(item, float) and not math.isfinite(item):
+                raise InvalidInput(f"metadata '{key}' is {item!r}; numbers must be finite.")
+    if len(metadata) > MAX_USER_METADATA_KEYS:
+        raise InvalidInput(
+            f"metadata has {len(metadata)} keys; at most {MAX_USER_METADATA_KEYS} fit beside the server's own keys "
+            f"(S3 Vectors allows {MAX_METADATA_KEYS} per vector).",
+            "Drop keys, or join related values into one key.",
+        )
+    size = metadata_bytes(metadata)
+    if size > MAX_USER_METADATA_BYTES:
+        raise InvalidInput(
+            f"metadata is {size:,} bytes as JSON; at most {MAX_USER_METADATA_BYTES:,} bytes fit beside the server's "
+            "own keys (S3 Vectors allows 2 KB of filterable metadata per vector).",
+            "Shorten the values or drop keys; put long text in the content you index instead.",
+        )
     return dict(metadata)

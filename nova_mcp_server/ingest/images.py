@@ -35,7 +35,9 @@ def open_image(raw: bytes) -> Image.Image:
             )
         image.load()
     except Image.DecompressionBombError as exc:
-        raise InvalidInput(f"image too large to decode safely (a decompression bomb?): {exc}") from None
+        raise InvalidInput(
+            f"image too large to decode safely (a decompression bomb?): {exc}", "Downscale it first."
+        ) from None
     except UnidentifiedImageError:
         raise InvalidInput("corrupt image: the image data cannot be read.") from None
     except (OSError, SyntaxError, ValueError) as exc:

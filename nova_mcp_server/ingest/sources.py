@@ -26,6 +26,9 @@ from nova_mcp_server.ingest.model import SourceRef
 from nova_mcp_server.ingest.sniff import TEXT_FORMATS, Detected, detected, sniff_bytes, sniff_file
 
 HASH_CHUNK = 1 << 20
+# Inline text rides in one MCP message and is identified by its hash, so an edited copy never replaces the
+# old one; past this size a file is the right vehicle (chunked at any size, replaced in place when it changes).
+MAX_INLINE_TEXT_BYTES = 1 << 20
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[\w\-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
@@ -382,6 +385,12 @@ def _inline_text(text: str, fmt: str | None) -> SourceRef:
     if not text.strip():
         raise InvalidInput("empty text: give some non-whitespace text.")
     data = text.encode("utf-8")
+    if len(data) > MAX_INLINE_TEXT_BYTES:
+        raise InvalidInput(
+            f"inline text is {len(data):,} bytes; at most {MAX_INLINE_TEXT_BYTES:,} are taken inline.",
+            "Save it as a file under an allowed root and index the path (a file is chunked whatever its size, "
+            "and re-indexing it replaces its old chunks), or send it in parts.",
+        )
     return _inline(data, "inline text", detected(flavour))
 
 
@@ -389,7 +398,10 @@ def _inline_data(b64: str, fmt: str | None) -> SourceRef:
     try:
         data = base64.b64decode("".join(b64.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"data is not valid base64 ({exc}).") from None
+        raise InvalidInput(
+            f"data is not valid base64 ({exc}).",
+            "Send the bytes base64-encoded (standard alphabet, '=' padding), or pass a path or s3_uri instead.",
+        ) from None
     hint = f"inline.{fmt.lower().lstrip('.')}" if fmt else None
     found = sniff_bytes(data, hint)
     return _inline(data, f"inline {found.format} data", found)

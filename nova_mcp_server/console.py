@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -74,17 +75,21 @@ def _force_progress() -> bool:
 
 def _print_report(report: IndexReport) -> None:
     out.print(
-        f"index [bold]{report.index}[/]: {report.indexed_sources} source(s) indexed "
+        f"index [bold]{escape(report.index)}[/]: {report.indexed_sources} source(s) indexed "
         f"({report.indexed_segments} segments), {report.skipped_unchanged} unchanged, "
-        f"{len(report.failed)} failed, {len(report.jobs)} async job(s)"
+        f"{len(report.failed)} failed, {len(report.jobs)} async job(s)",
+        soft_wrap=True,  # one line even when piped (rich wraps at 80 columns without a terminal)
     )
     for failure in report.failed:
-        out.print(f"  [red]failed[/] {failure.source}: {failure.reason}")
+        out.print(f"  [red]failed[/] {escape(failure.source)}: {escape(failure.reason)}")
     for job in report.jobs:
         out.print(f"  job {job}: follow with `nova-mcp-server jobs {job}`")
 
 
 async def _search(core: Core, args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.image is None):
+        err.print("nova-mcp-server search: give a text QUERY or --image FILE (exactly one)")
+        return 2
     image = None
     if args.image:
         image = ContentInput(s3_uri=args.image) if args.image.startswith("s3://") else ContentInput(path=args.image)
@@ -119,7 +124,7 @@ def _clock(seconds: float) -> str:
 
 
 def _print_hits(result: SearchResult) -> None:
-    table = Table(title=f"{len(result.hits)} hit(s) in '{result.index}' ({result.purpose})")
+    table = Table(title=f"{len(result.hits)} hit(s) in '{escape(result.index)}' ({result.purpose})")
     for column in ("#", "score", "modality", "source", "where", "snippet"):
         table.add_column(column, overflow="fold")
     for hit in result.hits:
@@ -128,9 +133,9 @@ def _print_hits(result: SearchResult) -> None:
             str(hit.rank),
             f"{hit.score:.3f}",
             hit.modality or "",
-            hit.source or "",
+            escape(hit.source or ""),  # indexed content is data, not rich markup
             _where(hit),
-            snippet[:80] + ("…" if len(snippet) > 80 else ""),
+            escape(snippet[:80] + ("…" if len(snippet) > 80 else "")),
         )
     out.print(table)
 
@@ -144,7 +149,9 @@ async def _jobs(core: Core, args: argparse.Namespace) -> int:
     for column in ("id", "status", "index", "source", "progress", "error"):
         table.add_column(column, overflow="fold")
     for job in jobs:
-        table.add_row(job.id, job.status, job.index, job.source, _progress(job), job.error or "")
+        table.add_row(
+            job.id, job.status, escape(job.index), escape(job.source), _progress(job), escape(job.error or "")
+        )
     out.print(table)
     return 0
 

@@ -1,0 +1,348 @@
+"""Vector store benchmark: ingest rate, open + first query, query latency and recall, with S3 Vectors filters.
+
+    python -m benchmarks.store --n 100000 --dims 512 1024     # the committed figures
+    python -m benchmarks.store --smoke                        # seconds, for CI
+
+Data: clustered unit-normalised float32 vectors; metadata shaped like ours (modality, source, page,
+start_s/end_s, list-valued tags, a non-filterable text); 200 queries (noisy copies of stored vectors),
+top-k 10, without a filter and with five filters from ~50 % to ~0.01 % selectivity. Ground truth is exact
+brute force (float64 re-scoring) over the rows the reference filter evaluator accepts, so recall@10
+measures the store, not the data. Results go to a table on stdout and JSON in `benchmarks/results/`.
+
+Stores plug in as `Adapter`s (create / put / reopen / query / disk size); only the local store is wired
+now. Peers (Chroma, Qdrant, LanceDB, sqlite-vec) can be added as adapters without touching the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from nova_mcp_server.stores.base import MAX_PUT, IndexSpec, VectorRecord
+from nova_mcp_server.stores.filters import matches, validate_filter
+
+RESULTS = Path(__file__).parent / "results"
+MODALITIES = ["TEXT", "IMAGE", "DOCUMENT", "AUDIO", "VIDEO"]
+MODALITY_WEIGHTS = [0.5, 0.2, 0.15, 0.1, 0.05]
+TAGS = ["red", "green", "blue", "amber", "violet", "teal", "grey", "pink"]
+FILTERS: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "modality=TEXT": {"modality": "TEXT"},
+    "tags=blue (list)": {"tags": "blue"},
+    "av & start_s>=300": {"$and": [{"modality": {"$in": ["AUDIO", "VIDEO"]}}, {"start_s": {"$gte": 300}}]},
+    "doc & page<2 & tags!=red": {"$and": [{"modality": "DOCUMENT"}, {"page": {"$lt": 2}}, {"tags": {"$ne": "red"}}]},
+    "source=one file": {"source": "s3://bench/doc00042.pdf"},
+}
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+
+
+def make_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    """Clustered unit vectors: ~n/200 random centres plus Gaussian noise, normalised."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(n // 200, 8), dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 10_000):
+        stop = min(n, start + 10_000)
+        block = centres[rng.integers(0, len(centres), stop - start)]
+        block = block + rng.standard_normal(block.shape).astype(np.float32) * np.float32(0.6 / np.sqrt(dim))
+        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def make_metadata(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed + 1)
+    modality = rng.choice(len(MODALITIES), size=n, p=MODALITY_WEIGHTS)
+    tag_count = rng.integers(1, 3, size=n)
+    tags = rng.integers(0, len(TAGS), size=(n, 2))
+    out = []
+    for i in range(n):
+        m: dict[str, Any] = {
+            "modality": MODALITIES[modality[i]],
+            "source": f"s3://bench/doc{i // 10:05d}.pdf",
+            "segment": i % 10,
+            "tags": [TAGS[t] for t in dict.fromkeys(tags[i, : tag_count[i]].tolist())],
+            "indexed_at": 1_790_000_000 + i,
+            "text": f"chunk {i} " + "lorem ipsum " * 15,
+        }
+        if m["modality"] in ("DOCUMENT", "IMAGE"):
+            m["page"] = int(i % 10)
+        if m["modality"] in ("AUDIO", "VIDEO"):
+            m["start_s"] = float((i % 120) * 5)
+            m["end_s"] = m["start_s"] + 5.0
+        out.append(m)
+    return out
+
+
+def make_queries(data: np.ndarray, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 2)
+    picked = data[rng.integers(0, len(data), count)]
+    noisy = picked + rng.standard_normal(picked.shape).astype(np.float32) * np.float32(0.3 / np.sqrt(data.shape[1]))
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top_k(data: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None, k: int) -> list[list[int]]:
+    """Exact cosine top-k: float32 candidates, float64 re-scoring."""
+    rows = np.flatnonzero(allowed) if allowed is not None else np.arange(len(data))
+    if len(rows) == 0:
+        return [[] for _ in queries]
+    subset = data[rows]
+    scores = queries @ subset.T
+    out = []
+    m = min(len(rows), k + 32)
+    for qi, q in enumerate(queries):
+        cand = np.argpartition(-scores[qi], m - 1)[:m] if m < len(rows) else np.arange(len(rows))
+        exact = subset[cand].astype(np.float64) @ q.astype(np.float64)
+        exact /= np.linalg.norm(subset[cand].astype(np.float64), axis=1)
+        out.append(rows[cand[np.argsort(-exact, kind="stable")[:k]]].tolist())
+    return out
+
+
+# ---- adapters -------------------------------------------------------------------------------------------
+
+
+class Adapter(Protocol):
+    name: str
+
+    def create(self, root: Path, dim: int) -> None: ...
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None: ...
+    def reopen(self) -> None: ...
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]: ...
+    def disk_bytes(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class LocalAdapter:
+    """The embedded default: `LocalVectorStore`, fed the `VectorRecord`s the core would build."""
+
+    name = "local"
+
+    def create(self, root: Path, dim: int) -> None:
+        from nova_mcp_server.stores.local import LocalVectorStore
+
+        self.root = root
+        self.store = LocalVectorStore(root)
+        self.store.create_index(IndexSpec(name="bench", dimension=dim, non_filterable_keys=["text"]))
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        self.store.put_vectors("bench", self._records(keys, vectors, metadata))
+
+    @staticmethod
+    def _records(keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> list[VectorRecord]:
+        return [
+            VectorRecord.model_construct(key=k, data=v, metadata=m)
+            for k, v, m in zip(keys, vectors.tolist(), metadata, strict=True)
+        ]
+
+    def reopen(self) -> None:
+        from nova_mcp_server.stores.local import LocalVectorStore
+
+        self.store.close()
+        self.store = LocalVectorStore(self.root)
+
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
+        hits = self.store.query_vectors("bench", vector.tolist(), top_k=k, filter=filter, return_metadata=True)
+        return [h.key for h in hits]
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+ADAPTERS: dict[str, Callable[[], Adapter]] = {"local": LocalAdapter}
+
+
+# ---- measurement ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FilterResult:
+    selectivity: float
+    p50_ms: float
+    p95_ms: float
+    recall_at_k: float
+    results_per_query: float
+    first_query_ms: float
+
+
+@dataclass
+class RunResult:
+    store: str
+    n: int
+    dim: int
+    ingest_vectors_per_s: float
+    open_first_query_ms: float
+    disk_mb: float
+    filters: dict[str, FilterResult] = field(default_factory=dict)
+
+
+def run(adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, work: Path) -> RunResult:
+    data = make_vectors(n, dim, seed)
+    metadata = make_metadata(n, seed)
+    queries = make_queries(data, n_queries, seed)
+    keys = [f"{m['source']}#{m['segment']}" for m in metadata]
+
+    adapter.create(work, dim)
+    put_seconds = 0.0
+    for start in range(0, n, MAX_PUT):
+        stop = min(n, start + MAX_PUT)
+        batch = (keys[start:stop], data[start:stop], metadata[start:stop])
+        began = time.perf_counter()
+        adapter.put(*batch)
+        put_seconds += time.perf_counter() - began
+    disk = adapter.disk_bytes()
+
+    began = time.perf_counter()
+    adapter.reopen()
+    adapter.query(queries[0], k, None)
+    open_first = (time.perf_counter() - began) * 1000
+    result = RunResult(adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6)
+
+    for label, flt in FILTERS.items():
+        compiled = validate_filter(flt, ["text"])
+        allowed = np.fromiter((matches(m, compiled) for m in metadata), bool, n) if flt else None
+        truth = exact_top_k(data, queries, allowed, k)
+        began = time.perf_counter()
+        adapter.query(queries[0], k, flt)  # a filter's first use may build caches: reported apart
+        first = (time.perf_counter() - began) * 1000
+        latencies, recalls, counts = [], [], []
+        for q, expected in zip(queries, truth, strict=True):
+            began = time.perf_counter()
+            got = adapter.query(q, k, flt)
+            latencies.append((time.perf_counter() - began) * 1000)
+            counts.append(len(got))
+            want = {keys[i] for i in expected}
+            recalls.append(len(want & set(got)) / len(want) if want else 1.0)
+        result.filters[label] = FilterResult(
+            selectivity=float(allowed.mean()) if allowed is not None else 1.0,
+            p50_ms=float(np.percentile(latencies, 50)),
+            p95_ms=float(np.percentile(latencies, 95)),
+            recall_at_k=float(np.mean(recalls)),
+            results_per_query=float(np.mean(counts)),
+            first_query_ms=first,
+        )
+    adapter.close()
+    return result
+
+
+def table(results: list[RunResult], k: int) -> str:
+    lines = []
+    for r in results:
+        lines.append(
+            f"\n{r.store}  n={r.n:,}  dim={r.dim}  ingest {r.ingest_vectors_per_s:,.0f} vec/s  "
+            f"open+first query {r.open_first_query_ms:.0f} ms  disk {r.disk_mb:.0f} MB"
+        )
+        lines.append(
+            f"  {'filter':<26} {'select.':>8} {'p50 ms':>8} {'p95 ms':>8} {f'recall@{k}':>10} "
+            f"{'hits/q':>7} {'1st ms':>8}"
+        )
+        for label, f in r.filters.items():
+            lines.append(
+                f"  {label:<26} {f.selectivity:>8.2%} {f.p50_ms:>8.2f} {f.p95_ms:>8.2f} {f.recall_at_k:>10.3f} "
+                f"{f.results_per_query:>7.1f} {f.first_query_ms:>8.1f}"
+            )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {}) if hasattr(np, "__config__") else {}
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def plot(results: list[RunResult], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 4))
+    labels = list(FILTERS)
+    width = 0.8 / max(len(results), 1)
+    for i, r in enumerate(results):
+        ax.bar(
+            np.arange(len(labels)) + i * width,
+            [r.filters[x].p50_ms for x in labels],
+            width,
+            label=f"{r.store} d={r.dim}",
+        )
+    ax.set_xticks(np.arange(len(labels)) + width * (len(results) - 1) / 2, labels, rotation=20, ha="right")
+    ax.set_ylabel("p50 query latency (ms)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dims", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--stores", nargs="+", default=["local"], choices=sorted(ADAPTERS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (CI)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    parser.add_argument("--work", type=Path, default=None, help="where the stores write (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.dims, args.queries = 3_000, [64], 20
+    out = args.out or RESULTS / ("store_local_smoke.json" if args.smoke else "store_local.json")
+
+    load_before = os.getloadavg()
+    results = []
+    for store in args.stores:
+        for dim in args.dims:
+            work = Path(tempfile.mkdtemp(prefix=f"bench-{store}-{dim}-", dir=args.work))
+            try:
+                results.append(run(ADAPTERS[store](), args.n, dim, args.queries, args.top_k, args.seed, work))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            print(table(results[-1:], args.top_k), flush=True)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "store",
+        "params": {"n": args.n, "dims": args.dims, "queries": args.queries, "top_k": args.top_k, "seed": args.seed},
+        "notes": "open+first query with the OS page cache warm; ingest times put_vectors only (records prebuilt)",
+        "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": [
+            {
+                **{k: v for k, v in vars(r).items() if k != "filters"},
+                "filters": {k: vars(f) for k, f in r.filters.items()},
+            }
+            for r in results
+        ],
+    }
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {out}" + (f" and {out.with_suffix('.png')}" if plot(results, out.with_suffix(".png")) else ""))
+
+
+if __name__ == "__main__":
+    main()

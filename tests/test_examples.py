@@ -123,7 +123,8 @@ def test_aws_configs_select_the_aws_backend_without_the_test_overlay() -> None:
 
     for name in sorted(AWS_CONFIGS):
         env = load_entry(name)["env"]
-        settings = Settings(**{k.removeprefix("NOVA_MCP_").lower(): v for k, v in env.items() if "NOVA_MCP_" in k})
+        values = {k.removeprefix("NOVA_MCP_").lower(): v for k, v in env.items() if k.startswith("NOVA_MCP_")}
+        settings = Settings(**{"backend": None, **values})  # None: ignore any NOVA_MCP_BACKEND of this shell
         assert settings.resolved_backend == "aws", name
         assert settings.vector_bucket and settings.staging_bucket, name
     local = load_entry("claude_desktop_local.json")["env"]

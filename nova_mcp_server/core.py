@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from nova_mcp_server import keys
 from nova_mcp_server.async_media import AsyncMedia
@@ -57,6 +58,7 @@ PREVIEW_VALUES = 8
 VECTOR_CACHE_SIZE = 256
 MAX_QUERY_CHARS = 8192  # Nova's inline text limit; longer queries were silently cut to their first chunk
 EMBED_BATCH = 64  # requests per embed() call; bounds memory on huge sources
+SOURCE_LANES_PER_SLOT = 2  # sources in flight per embedder concurrency slot (Core.index)
 RETRIEVAL_PURPOSE = {
     None: EmbeddingPurpose.GENERIC_RETRIEVAL,
     Modality.TEXT: EmbeddingPurpose.TEXT_RETRIEVAL,
@@ -247,29 +249,94 @@ class Core:
         target = _LazyIndex(self, name)
         await target.check_existing()
         total = len(sources)
-        for done, source in enumerate(sources):
-            await report(done, total, f"indexing {source.display}")
-            try:
-                outcome = await self._index_source(target, source, user_meta, report)
-            except NovaError as exc:
-                result.failed.append(Failure(source=source.display, reason=exc.text))
-                continue
+        committer = _Committer(self, target)
+        outcomes: list[tuple[int, SourceRef, _Outcome]] = []
+        failed: list[tuple[int, Failure]] = []
+        done = 0
+
+        async def worker(receive: MemoryObjectReceiveStream[tuple[int, SourceRef, Any]]) -> None:
+            nonlocal done
+            async with receive:
+                async for position, source, marker in receive:
+                    await report(done, total, f"indexing {source.display}")
+                    try:
+                        if isinstance(marker, NovaError):
+                            raise marker
+                        outcome = await self._index_source(target, source, marker, user_meta, report)
+                        if outcome.commit is not None:
+                            committer.submit(outcome.commit)
+                            await committer.flush()
+                    except NovaError as exc:
+                        failed.append((position, Failure(source=source.display, reason=exc.text)))
+                    else:
+                        outcomes.append((position, source, outcome))
+                    done += 1
+
+        # Sources run side by side so that one-segment sources (inline texts, small files) keep the embedder at
+        # its concurrency limit instead of waiting out each call's latency in turn.
+        send, receive = anyio.create_memory_object_stream[tuple[int, SourceRef, Any]](0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._feed_sources, target, sources, send)
+            for _ in range(self._source_lanes()):
+                tg.start_soon(worker, receive.clone())
+            receive.close()
+        await committer.flush(everything=True)
+
+        for position, source, outcome in sorted(outcomes, key=lambda o: o[0]):
+            commit = outcome.commit
             if outcome.skipped:
                 result.skipped_unchanged += 1
             elif outcome.job_id:
                 result.jobs.append(outcome.job_id)
-            else:
+            elif commit is not None and commit.error is not None:
+                failed.append((position, Failure(source=source.display, reason=commit.error.text)))
+            elif commit is not None:
                 result.indexed_sources += 1
-                result.indexed_segments += outcome.written
-                result.removed_segments += outcome.removed
+                result.indexed_segments += commit.written
+                result.removed_segments += len(commit.stale)
+        result.failed.extend(f for _, f in sorted(failed, key=lambda f: f[0]))
         await report(total, total, "done")
         return result
 
+    def _source_lanes(self) -> int:
+        """Sources in flight: enough that the embedder's limit stays full while some sources segment or wait."""
+        return max(2, SOURCE_LANES_PER_SLOT * int(getattr(self.embedder, "concurrency", 1)))
+
+    async def _feed_sources(
+        self,
+        target: _LazyIndex,
+        sources: Sequence[SourceRef],
+        send: MemoryObjectSendStream[tuple[int, SourceRef, Any]],
+    ) -> None:
+        """Hand sources to the workers with their commit markers, read MAX_GET at a time (one call per wave)."""
+        async with send:
+            for start in range(0, len(sources), MAX_GET):
+                wave = sources[start : start + MAX_GET]
+                sids = [keys.source_id(s.uri) for s in wave]
+                markers: dict[str, dict[str, Any]] | NovaError = {}
+                if target.exists:
+                    try:
+                        markers = await self._markers(target.name, sids)
+                    except NovaError as exc:  # each source of the wave reports it
+                        markers = exc
+                for offset, (source, sid) in enumerate(zip(wave, sids, strict=True)):
+                    marker = markers if isinstance(markers, NovaError) else markers.get(sid)
+                    await send.send((start + offset, source, marker))
+
+    async def _markers(self, index: str, sids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        heads = {keys.vector_key(sid, 0): sid for sid in sids}
+        found = await self._store(self.store.get_vectors, index, list(heads), return_metadata=True)
+        return {heads[r.key]: (r.metadata or {}) for r in found if r.key in heads}
+
     async def _index_source(
-        self, target: _LazyIndex, source: SourceRef, user_meta: dict[str, Any], progress: Progress | None = None
+        self,
+        target: _LazyIndex,
+        source: SourceRef,
+        marker: dict[str, Any] | None,
+        user_meta: dict[str, Any],
+        progress: Progress | None = None,
     ) -> _Outcome:
         sid = keys.source_id(source.uri)
-        marker = await self._marker(target.name, sid) if target.exists else None
         if marker and marker.get("content_hash") == source.content_hash and not marker.get("partial"):
             return _Outcome(skipped=True)
         old_count = int(marker.get("segment_count", 0)) if marker else 0
@@ -280,22 +347,47 @@ class Core:
         segments = await self.ingest.segment(source, self.embedder.info)
         if not segments:
             raise InvalidInput(f"{source.display} has no content to index.")
-        records: list[VectorRecord] = []
-        for start in range(0, len(segments), EMBED_BATCH):
-            batch = segments[start : start + EMBED_BATCH]
-            requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.request_dimension) for seg in batch]
-            results = await self._embed(requests, progress)
-            for seg, items in zip(batch, results, strict=True):
-                records.append(
-                    VectorRecord(
-                        key=keys.vector_key(sid, seg.ordinal),
-                        data=items[0].embedding,
-                        metadata=segment_metadata(source, seg, user_meta),
-                    )
+        records = await self._embed_segments(sid, source, segments, user_meta, progress)
+        return _Outcome(commit=_Commit.plan(sid, source, records, old_count))
+
+    async def _embed_segments(
+        self,
+        sid: str,
+        source: SourceRef,
+        segments: Sequence[Segment],
+        user_meta: dict[str, Any],
+        progress: Progress | None,
+    ) -> list[VectorRecord]:
+        """Embed in batches of EMBED_BATCH (bounded memory), two batches in flight so no batch tail idles."""
+        batches = [segments[start : start + EMBED_BATCH] for start in range(0, len(segments), EMBED_BATCH)]
+        out: list[list[VectorRecord]] = [[] for _ in batches]
+        failure: list[NovaError] = []
+        window = anyio.Semaphore(2)
+
+        async def run(i: int, batch: Sequence[Segment]) -> None:
+            try:
+                async with window:
+                    requests = [seg.to_request(EmbeddingPurpose.GENERIC_INDEX, self.request_dimension) for seg in batch]
+                    results = await self._embed(requests, progress)
+            except NovaError as exc:
+                failure.append(exc)
+                tg.cancel_scope.cancel()
+                return
+            out[i] = [
+                VectorRecord(
+                    key=keys.vector_key(sid, seg.ordinal),
+                    data=items[0].embedding,
+                    metadata=segment_metadata(source, seg, user_meta),
                 )
-        await target.ensure()  # created only once there is something to write: a failed call leaves no index
-        removed = await self.commit_source(target.name, sid, source, records, old_count)
-        return _Outcome(written=len(records), removed=removed)
+                for seg, items in zip(batch, results, strict=True)
+            ]
+
+        async with anyio.create_task_group() as tg:
+            for i, batch in enumerate(batches):
+                tg.start_soon(run, i, batch)
+        if failure:
+            raise failure[0]
+        return [record for batch in out for record in batch]
 
     async def _marker(self, index: str, sid: str) -> dict[str, Any] | None:
         found = await self._store(self.store.get_vectors, index, [keys.vector_key(sid, 0)], return_metadata=True)
@@ -316,21 +408,13 @@ class Core:
         Order: every segment but 0, then the stale keys past the new count, then segment 0 carrying the hash
         and count. Until segment 0 lands, the next run sees the old (or no) hash and indexes again.
         """
-        ordinals = sorted(int(r.key.rsplit("-", 1)[1]) for r in records)
-        count = (ordinals[-1] + 1) if ordinals else 0
-        head = [r for r in records if r.key == keys.vector_key(sid, 0)]
-        rest = [r for r in records if r.key != keys.vector_key(sid, 0)]
-        for start in range(0, len(rest), MAX_PUT):
-            await self._store(self.store.put_vectors, index, rest[start : start + MAX_PUT])
-        stale = [keys.vector_key(sid, n) for n in range(count, old_count)]
-        await self._delete_keys(index, stale)
-        if head:
-            meta = dict(head[0].metadata or {})
-            meta.update(content_hash=source.content_hash, segment_count=count)
-            if partial:
-                meta["partial"] = True
-            await self._store(self.store.put_vectors, index, [head[0].model_copy(update={"metadata": meta})])
-        return len(stale)
+        plan = _Commit.plan(sid, source, records, old_count, partial=partial)
+        for start in range(0, len(plan.rest), MAX_PUT):
+            await self._store(self.store.put_vectors, index, plan.rest[start : start + MAX_PUT])
+        await self._delete_keys(index, plan.stale)
+        if plan.head is not None:
+            await self._store(self.store.put_vectors, index, [plan.head])
+        return len(plan.stale)
 
     # ---- search --------------------------------------------------------------------------------------------
 
@@ -601,9 +685,107 @@ class _LazyIndex:
 @dataclass
 class _Outcome:
     skipped: bool = False
-    written: int = 0
-    removed: int = 0
     job_id: str | None = None
+    commit: _Commit | None = None
+
+
+@dataclass(eq=False)
+class _Commit:
+    """One source's writes in commit order: `rest` (every segment but 0), `stale` keys to delete, then `head`."""
+
+    sid: str
+    rest: list[VectorRecord]
+    stale: list[str]
+    head: VectorRecord | None  # segment 0 carrying content_hash and segment_count: the commit marker
+    written: int
+    rest_left: int = 0
+    error: NovaError | None = None
+
+    @classmethod
+    def plan(
+        cls, sid: str, source: SourceRef, records: list[VectorRecord], old_count: int, *, partial: bool = False
+    ) -> _Commit:
+        ordinals = sorted(int(r.key.rsplit("-", 1)[1]) for r in records)
+        count = (ordinals[-1] + 1) if ordinals else 0
+        first = keys.vector_key(sid, 0)
+        head = next((r for r in records if r.key == first), None)
+        if head is not None:
+            meta = dict(head.metadata or {})
+            meta.update(content_hash=source.content_hash, segment_count=count)
+            if partial:
+                meta["partial"] = True
+            head = head.model_copy(update={"metadata": meta})
+        return cls(
+            sid=sid,
+            rest=[r for r in records if r.key != first],
+            stale=[keys.vector_key(sid, n) for n in range(count, old_count)],
+            head=head,
+            written=len(records),
+        )
+
+
+class _Committer:
+    """put_vectors in batches of up to MAX_PUT shared across sources, each source still in commit order.
+
+    A source's head joins the queue only once all its other segments are written and its stale keys deleted,
+    so a crash at any point leaves every source either committed or re-indexed by the next run (as in
+    `Core.commit_source`). A failed write fails every source with a record in that batch.
+    """
+
+    def __init__(self, core: Core, target: _LazyIndex) -> None:
+        self.core = core
+        self.target = target
+        self.queue: list[tuple[VectorRecord, _Commit]] = []
+        self.ready: list[_Commit] = []  # rest written; stale deletes and head still to do
+        self.lock = anyio.Lock()
+
+    def submit(self, commit: _Commit) -> None:
+        commit.rest_left = len(commit.rest)
+        self.queue.extend((record, commit) for record in commit.rest)
+        if not commit.rest:
+            self.ready.append(commit)
+
+    async def flush(self, *, everything: bool = False) -> None:
+        """Write full batches (all pending writes when `everything`); other sources keep embedding meanwhile."""
+        if self.lock.locked() and not everything:
+            return  # the writer in progress loops until no full batch is left, this source's records included
+        async with self.lock:
+            while True:
+                if self.ready:
+                    await self._release()
+                if len(self.queue) >= MAX_PUT or (everything and self.queue):
+                    await self._put_batch()
+                elif not self.ready:
+                    return
+
+    async def _release(self) -> None:
+        ready, self.ready = [c for c in self.ready if c.error is None], []
+        try:
+            await self.target.ensure()  # created only once there is something to write
+            await self.core._delete_keys(self.target.name, [key for c in ready for key in c.stale])
+        except NovaError as exc:
+            for c in ready:
+                c.error = exc
+            return
+        self.queue.extend((c.head, c) for c in ready if c.head is not None)
+
+    async def _put_batch(self) -> None:
+        batch, self.queue = self.queue[:MAX_PUT], self.queue[MAX_PUT:]
+        live = [(record, c) for record, c in batch if c.error is None]
+        if not live:
+            return
+        try:
+            await self.target.ensure()
+            await self.core._store(self.core.store.put_vectors, self.target.name, [record for record, _ in live])
+        except NovaError as exc:
+            for _, c in live:
+                c.error = c.error or exc
+            return
+        for record, c in live:
+            if record is not c.head:
+                c.rest_left -= 1
+                if c.rest_left == 0:
+                    self.ready.append(c)
 
 
 def segment_metadata(source: SourceRef, seg: Segment, user_meta: dict[str, Any]) -> dict[str, Any]:

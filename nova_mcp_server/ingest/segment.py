@@ -11,10 +11,7 @@ from pathlib import Path
 
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
-from nova_mcp_server.ingest.images import image_segment
-from nova_mcp_server.ingest.media import media_segments
 from nova_mcp_server.ingest.model import Segment, SourceRef
-from nova_mcp_server.ingest.pdf import pdf_segments
 from nova_mcp_server.ingest.sniff import decode_text
 from nova_mcp_server.ingest.text import html_to_text, require_text, text_segments
 from nova_mcp_server.schema import Modality
@@ -39,15 +36,22 @@ def segment_source(
     fmt, modality = source.format, source.modality
     if modality is Modality.TEXT:
         return _text(source, info, chunk_chars, overlap_chars)
+    # PyAV, PDFium and Pillow load on first use: they cost ~0.1 s of server start-up before `initialize`.
     if fmt == "pdf":
+        from nova_mcp_server.ingest.pdf import pdf_segments
+
         return _non_empty(
             source, pdf_segments(_input(source), info, chunk_chars=chunk_chars, overlap_chars=overlap_chars)
         )
     if modality is Modality.IMAGE:
         if "image" not in info.modalities:
             raise InvalidInput(f"the {info.provider} embedder cannot embed images.")
+        from nova_mcp_server.ingest.images import image_segment
+
         return iter([image_segment(_bytes(source), fmt)])
     if modality in (Modality.AUDIO, Modality.VIDEO):
+        from nova_mcp_server.ingest.media import media_segments
+
         return _non_empty(source, media_segments(_input(source), fmt, info, segment_seconds=segment_seconds))
     raise InvalidInput(f"cannot segment {source.display}: format {fmt!r} is not supported.")
 

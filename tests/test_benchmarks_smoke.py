@@ -1,0 +1,59 @@
+"""The benchmark scripts at smoke size, so they cannot rot: they run, and write their JSON (and PNG if it can).
+
+No time is asserted (the machine is shared); only what must hold at any speed: nothing lost or duplicated,
+puts batched, every source committed, the model not loaded at `initialize`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not an installed package
+
+
+@pytest.fixture(autouse=True)
+def restore_environment() -> Iterator[None]:
+    """The scripts set fake AWS credentials and HF_HUB_OFFLINE for their process; keep that out of other tests."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_bedrock_path_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import bedrock_path
+
+    data = bedrock_path.main(["--smoke", "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "bedrock_path.json").read_text())
+    assert written["runs"] == data["runs"] and "ratio" in capsys.readouterr().out
+    assert {(r["shape"], r["store"], r["run"]) for r in data["runs"]} == {
+        (shape, store, run)
+        for shape in ("texts", "files")
+        for store in ("s3vectors", "local")
+        for run in ("clean", "faults")
+    }
+    for run in data["runs"]:
+        assert run["segments"] == 60 and run["failed_sources"] == []
+        assert (run["lost"], run["duplicated"], run["unexpected"], run["uncommitted_heads"]) == (0, 0, 0, 0)
+        assert sum(run["put_batch_sizes"]) == 60 and max(run["put_batch_sizes"]) <= 500
+        assert run["max_in_flight"] > 1  # calls overlap, even for one-chunk sources (texts)
+    assert any(r["throttled"] for r in data["runs"] if r["run"] == "faults")
+
+
+def test_mcp_overhead_smoke(tmp_path: Path) -> None:
+    from benchmarks import mcp_overhead
+
+    data = mcp_overhead.main(["--smoke", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "mcp_overhead.json").read_text())["transports"] == data["transports"]
+    assert data["model_loaded_at_initialize"] is False
+    for transport in ("stdio", "streamable-http"):
+        figures = data["transports"][transport]
+        assert figures["search_round_trip"]["n"] == 10 and figures["core_search"]["p50_ms"] > 0

@@ -348,7 +348,29 @@ class Core:
         if not segments:
             raise InvalidInput(f"{source.display} has no content to index.")
         records = await self._embed_segments(sid, source, segments, user_meta, progress)
+        if target.exists:
+            await self._drop_leftovers(target.name, sid, max(len(segments), old_count))
         return _Outcome(commit=_Commit.plan(sid, source, records, old_count))
+
+    async def _drop_leftovers(self, index: str, sid: str, beyond: int) -> int:
+        """Delete a source's keys at ordinals >= `beyond`: what an interrupted write of a longer version left.
+
+        No commit marker counts them (the crash came before the marker), so stale-key deletion, which goes by
+        the marker's count, never would, and a later shorter version would leave them searchable for good.
+        Keys below `beyond` are either the committed version or about to be overwritten, so this is safe first.
+        """
+        probe = [1.0] + [0.0] * (self.dimension - 1)
+        where = {"$and": [{"source_id": sid}, {"segment": {"$gte": beyond}}]}
+        dropped: set[str] = set()
+        while hits := await self._store(
+            self.store.query_vectors, index, probe, top_k=100, filter=where, return_metadata=False
+        ):
+            doomed = [h.key for h in hits if h.key not in dropped]
+            if not doomed:
+                break  # the store still shows deleted keys (eventual consistency): they are gone already
+            await self._delete_keys(index, doomed)
+            dropped.update(doomed)
+        return len(dropped)
 
     async def _embed_segments(
         self,
@@ -409,6 +431,8 @@ class Core:
         and count. Until segment 0 lands, the next run sees the old (or no) hash and indexes again.
         """
         plan = _Commit.plan(sid, source, records, old_count, partial=partial)
+        count = max((int(r.key.rsplit("-", 1)[1]) + 1 for r in records), default=0)
+        await self._drop_leftovers(index, sid, max(count, old_count))
         for start in range(0, len(plan.rest), MAX_PUT):
             await self._store(self.store.put_vectors, index, plan.rest[start : start + MAX_PUT])
         await self._delete_keys(index, plan.stale)

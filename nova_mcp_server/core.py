@@ -49,7 +49,9 @@ from nova_mcp_server.stores.base import (
     VectorRecord,
     VectorStore,
     check_index_name,
+    check_metadata_json,
     check_top_k,
+    check_vectors,
 )
 
 log = logging.getLogger(__name__)
@@ -348,9 +350,15 @@ class Core:
         if not segments:
             raise InvalidInput(f"{source.display} has no content to index.")
         records = await self._embed_segments(sid, source, segments, user_meta, progress)
+        commit = _Commit.plan(sid, source, records, old_count)
+        # Refuse this source's bad vectors or metadata here, before the index is created or a batch shared with
+        # other sources is sent: the store would refuse the whole batch, failing every source in it.
+        check_vectors(records, self.dimension, "cosine")
+        for record in [*commit.rest, *([commit.head] if commit.head else [])]:
+            check_metadata_json(record.metadata, keys.NON_FILTERABLE_KEYS, key=record.key)
         if target.exists:
             await self._drop_leftovers(target.name, sid, max(len(segments), old_count))
-        return _Outcome(commit=_Commit.plan(sid, source, records, old_count))
+        return _Outcome(commit=commit)
 
     async def _drop_leftovers(self, index: str, sid: str, beyond: int) -> int:
         """Delete a source's keys at ordinals >= `beyond`: what an interrupted write of a longer version left.

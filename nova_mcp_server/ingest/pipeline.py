@@ -63,6 +63,8 @@ class Ingest:
             return source
         if source.startswith("file://"):
             source = source.removeprefix("file://")
+        if "\x00" in source:
+            raise InvalidInput(f"{source!r} contains a NUL character, which no file name can hold.")
         return "file://" + os.path.realpath(os.path.expanduser(source))
 
 

@@ -209,6 +209,8 @@ class _Resolver:
         raw = given.removeprefix("file://") if given.startswith("file://") else given
         if not raw.strip():
             raise InvalidInput("empty path.")
+        if "\x00" in raw:
+            raise InvalidInput(f"{given!r} contains a NUL character, which no file name can hold.")
         real = self._allowed(Path(os.path.realpath(os.path.expanduser(raw))), given)
         if not real.exists():
             what = "is a broken symlink" if os.path.islink(os.path.expanduser(raw)) else "does not exist"

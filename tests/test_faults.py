@@ -211,16 +211,17 @@ class HttpFaults:
     def __init__(self) -> None:
         self.plan: list[tuple[str, int, str]] = []  # (operation, status, error code), consumed in order
         self.injected = 0
-        self._urls: dict[int, str] = {}
+        self._mangled: tuple[Any, str] | None = None  # the request we redirected, held (ids get reused)
 
     def __call__(self, request: Any, **kwargs: Any) -> AWSResponse | None:
         operation = kwargs["event_name"].rsplit(".", 1)[-1]
-        if id(request) in self._urls:
-            request.url = self._urls.pop(id(request))
+        if self._mangled is not None and self._mangled[0] is request:
+            request.url = self._mangled[1]
+        self._mangled = None
         if self.plan and self.plan[0][0] == operation:
             _, status, code = self.plan.pop(0)
             self.injected += 1
-            self._urls[id(request)] = request.url
+            self._mangled = (request, request.url)
             request.url = "https://faults.invalid/"
             body = f'{{"message": "injected {code}"}}'.encode()
             return AWSResponse(request.url, status, {"x-amzn-ErrorType": code}, _Raw(body))

@@ -240,6 +240,7 @@ def test_generated_arguments(tool: str, session: Any) -> None:
     )
     @given(args=arguments(params, required, paths))
     def one(args: dict[str, Any]) -> None:
+        errors.records.clear()
         before = state(portal, client, core)
         result = portal.call(client.call_tool, tool, args)  # must not raise
         counts["calls"] += 1

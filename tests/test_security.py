@@ -1,0 +1,285 @@
+"""Nobody reads what they should not: allowed roots, the bucket allow-list, read-only mode, HTTP binding,
+Host/Origin checks, the bearer token, and no secrets or signed URLs in tool output or logs.
+
+HTTP checks run against the real ASGI app from `build_http_app` through an in-process httpx2 transport, and
+against the console script as a subprocess for a full authenticated session with DEBUG logs captured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fakes.nova import FakeBedrockRuntime
+from fixtures.media import make_image
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from support import local_core, make_settings, nova_core
+from test_transports import SCRIPT, free_port, server_env
+
+from nova_mcp_server.http import build_http_app
+from nova_mcp_server.server import build_server
+from nova_mcp_server.settings import Settings
+
+pytestmark = pytest.mark.anyio
+WRITERS = {"index_content", "create_index", "delete_index", "delete_content"}
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+TOKEN = "tok-9f8e7d6c5b4a-very-secret"
+
+
+# ---- files and buckets --------------------------------------------------------------------------------------
+
+
+async def test_files_are_read_only_under_the_allowed_roots(tmp_path: Path, tiny_model: Path) -> None:
+    allowed = tmp_path / "allowed"
+    (allowed / "sub").mkdir(parents=True)
+    (allowed / "sub" / "ok.txt").write_text("green meadow")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the vault code is 4711")
+    make_image(outside / "secret.png", "png", (1, 2, 3), (8, 8))
+    os.symlink(outside / "secret.txt", allowed / "sub" / "leak.txt")
+    os.symlink(outside, allowed / "tunnel")
+    core = local_core(tmp_path, tiny_model, allowed_roots=[allowed])
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        report = (
+            await client.call_tool("index_content", {"sources": [str(allowed)], "index": "docs"})
+        ).structured_content
+        assert report["indexed_sources"] == 1  # ok.txt only: the symlinked file and folder are refused
+        assert sorted(f["source"].rsplit("/", 1)[1] for f in report["failed"]) == ["leak.txt", "tunnel"]
+        assert all("outside the allowed roots" in f["reason"] for f in report["failed"])
+        for args in (
+            {"contents": [{"path": str(outside / "secret.txt")}]},
+            {"contents": [{"path": str(allowed / "sub" / ".." / ".." / "outside" / "secret.txt")}]},
+            {"contents": [{"path": "file://" + str(allowed / "tunnel" / "secret.txt")}]},
+        ):
+            result = await client.call_tool("embed_content", args)
+            assert result.is_error and "outside the allowed roots" in result.content[0].text
+        image = await client.call_tool(
+            "semantic_search", {"image": {"path": str(outside / "secret.png")}, "index": "docs"}
+        )
+        assert image.is_error and "outside the allowed roots" in image.content[0].text
+        hits = (
+            await client.call_tool("semantic_search", {"query": "vault code", "index": "docs", "top_k": 10})
+        ).structured_content["hits"]
+        assert all("4711" not in (h["snippet"] or "") for h in hits)
+
+
+async def test_s3_buckets_are_limited_to_the_allow_list(tmp_path: Path, moto_s3: Any) -> None:
+    for bucket in ("team-docs", "payroll"):
+        if bucket != "nova-test-output":
+            moto_s3.create_bucket(Bucket=bucket)
+        moto_s3.put_object(Bucket=bucket, Key="a.txt", Body=f"{bucket} text".encode())
+    reads: list[str] = []
+    real_get = moto_s3.get_object
+
+    def spy(**kwargs: Any) -> Any:
+        reads.append(kwargs["Bucket"])
+        return real_get(**kwargs)
+
+    moto_s3.get_object = spy
+    core = nova_core(tmp_path, FakeBedrockRuntime(), s3=moto_s3, allowed_buckets=["team-docs"])
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        ok = await client.call_tool("index_content", {"sources": ["s3://team-docs/a.txt"], "index": "docs"})
+        assert not ok.is_error and ok.structured_content["indexed_sources"] == 1
+        for args in ({"sources": ["s3://payroll/a.txt"]}, {"sources": ["s3://payroll/"]}):
+            denied = await client.call_tool("index_content", {**args, "index": "docs"})
+            text = denied.content[0].text
+            assert denied.is_error and "not in the allowed buckets" in text and "team-docs" in text
+        embed = await client.call_tool("embed_content", {"contents": [{"s3_uri": "s3://payroll/a.txt"}]})
+        assert embed.is_error and "not in the allowed buckets" in embed.content[0].text
+    assert reads == ["team-docs"]  # the refused bucket was never read, not even listed
+
+
+async def test_read_only_mode_removes_every_writing_tool(tmp_path: Path, tiny_model: Path) -> None:
+    """Through the console script with --read-only: writers are neither listed nor callable."""
+    params = StdioServerParameters(command=SCRIPT, args=["--read-only"], env=server_env(tmp_path, tiny_model))
+    async with Client(params) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names and not names & WRITERS
+        for tool in WRITERS:
+            result = await client.call_tool(tool, {"name": "docs", "texts": ["x"], "source": "x"})
+            assert result.is_error and "unknown tool" in result.content[0].text.lower()
+        assert not (await client.call_tool("list_indexes", {})).is_error
+    assert not (await read_only_env_listing(tmp_path, tiny_model)) & WRITERS
+
+
+async def read_only_env_listing(tmp_path: Path, tiny_model: Path) -> set[str]:
+    """NOVA_MCP_READ_ONLY=1 does the same as the flag."""
+    env = {**server_env(tmp_path, tiny_model), "NOVA_MCP_READ_ONLY": "1"}
+    async with Client(StdioServerParameters(command=SCRIPT, args=[], env=env)) as client:
+        return {t.name for t in (await client.list_tools()).tools}
+
+
+# ---- HTTP ---------------------------------------------------------------------------------------------------
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[httpx2.AsyncClient]:
+    """An httpx2 client on the ASGI app, with the Starlette lifespan running (the session manager needs it)."""
+    inner = app
+    while not hasattr(inner, "router"):
+        inner = inner.app  # through BearerAuth
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        inner.router.lifespan_context(inner),
+        httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http,
+    ):
+        yield http
+
+
+def test_http_binds_to_loopback_by_default(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.host == "127.0.0.1" and settings.auth_token is None
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+@pytest.mark.parametrize("token", [None, TOKEN])
+async def test_foreign_host_and_origin_are_refused(
+    tmp_path: Path, tiny_model: Path, transport: str, token: str | None
+) -> None:
+    settings = make_settings(tmp_path, local_model_path=tiny_model, transport=transport, auth_token=token)
+    app = build_http_app(build_server(local_core(tmp_path, tiny_model), poll_seconds=0), settings)
+    path = "/mcp" if transport == "streamable-http" else "/messages/?session_id=0123456789abcdef0123456789abcdef"
+    auth = {"authorization": f"Bearer {token}"} if token else {}
+    async with serving(app) as http:
+        host = await http.post(path, json=INIT, headers={**ACCEPT, **auth, "host": "evil.example:8000"})
+        assert host.status_code == 421
+        origin = await http.post(path, json=INIT, headers={**ACCEPT, **auth, "origin": "http://evil.example"})
+        assert origin.status_code == 403
+        rebinding = await http.post(path, json=INIT, headers={**ACCEPT, **auth, "host": "attacker.test"})
+        assert rebinding.status_code == 421
+        if transport == "sse":
+            stream = await http.get("/sse", headers={**auth, "host": "evil.example"})
+            assert stream.status_code == 421
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_bearer_token_is_required_when_configured(tmp_path: Path, tiny_model: Path, transport: str) -> None:
+    settings = make_settings(tmp_path, local_model_path=tiny_model, transport=transport, auth_token=TOKEN)
+    app = build_http_app(build_server(local_core(tmp_path, tiny_model), poll_seconds=0), settings)
+    path = "/mcp" if transport == "streamable-http" else "/sse"
+    async with serving(app) as http:
+        for headers in (
+            {},
+            {"authorization": "Bearer wrong"},
+            {"authorization": TOKEN},  # no scheme
+            {"authorization": f"Basic {TOKEN}"},
+            {"authorization": f"Bearer {TOKEN}x"},
+            {"authorization": f"bearer {TOKEN[:-1]}"},
+        ):
+            response = await http.post(path, json=INIT, headers={**ACCEPT, **headers})
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+            assert TOKEN not in response.text
+
+
+def wait_for_port(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert proc.poll() is None, "server exited"
+            time.sleep(0.1)
+    raise AssertionError("HTTP server did not start")
+
+
+@pytest.fixture
+def token_server(tmp_path: Path, tiny_model: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The console script over streamable HTTP with a bearer token, logging at DEBUG to a captured stderr."""
+    port = free_port()
+    env = {
+        **server_env(tmp_path, tiny_model),
+        "NOVA_MCP_AUTH_TOKEN": TOKEN,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [SCRIPT, "--transport", "streamable-http", "--port", str(port), "--log-level", "DEBUG"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(proc, port)
+        yield f"http://127.0.0.1:{port}/mcp", proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+async def test_right_token_works_and_no_secret_reaches_the_logs(tmp_path: Path, token_server: Any) -> None:
+    url, _ = token_server
+    async with httpx2.AsyncClient(headers={"authorization": "Bearer nope"}) as bad:
+        assert (await bad.post(url, json=INIT, headers=ACCEPT)).status_code == 401
+    async with (
+        httpx2.AsyncClient(headers={"authorization": f"Bearer {TOKEN}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "semantic_search" in names
+        done = await client.call_tool("index_content", {"texts": ["private memo"], "index": "docs"})
+        assert not done.is_error
+        missing = await client.call_tool("embed_content", {"contents": [{"path": "/etc/shadow"}]})
+        assert missing.is_error
+        for result in (done, missing):
+            text = " ".join(getattr(b, "text", "") for b in result.content)
+            assert TOKEN not in text and SECRET_KEY not in text and ACCESS_KEY not in text
+    logs = (tmp_path / "server.log").read_text()
+    assert "DEBUG" in logs  # the capture really was at DEBUG
+    for secret in (TOKEN, SECRET_KEY, ACCESS_KEY, "Bearer nope"):
+        assert secret not in logs
+
+
+async def test_aws_errors_never_echo_keys_or_signed_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    signed = (
+        "https://nova-out.s3.us-east-1.amazonaws.com/job/out.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        f"&X-Amz-Credential={ACCESS_KEY}%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=deadbeef"
+    )
+    fake = FakeBedrockRuntime()
+    core = nova_core(tmp_path, fake)
+    with caplog.at_level(logging.DEBUG):
+        async with Client(build_server(core, poll_seconds=0)) as client:
+            for code in (
+                "AccessDeniedException",
+                "ValidationException",
+                "ThrottlingException",
+                "InternalServerException",
+            ):
+                fake.fail_next(
+                    code, times=10, message=f"User {ACCESS_KEY} cannot read {signed} (secret {SECRET_KEY[:4]}...)"
+                )
+                result = await client.call_tool("embed_content", {"contents": [{"text": "hello"}]})
+                text = result.content[0].text
+                assert result.is_error and ACCESS_KEY not in text and "X-Amz-Signature" not in text, text
+                assert "deadbeef" not in text and SECRET_KEY not in text
+                fake._queued.clear()
+            caps = (await client.read_resource("nova://capabilities")).contents[0].text
+            assert ACCESS_KEY not in caps and "X-Amz" not in caps
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert ACCESS_KEY not in logged and SECRET_KEY not in logged and "X-Amz-Signature" not in logged

@@ -458,10 +458,11 @@ def _plot(plt: Any, results: list[RunResult]) -> None:
     )
     for i, r in enumerate(results):
         ax.hlines(r.target, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+        ax.hlines(r.floor_s / r.ideal_s, i - 0.4, i + 0.4, colors="#dd8452", linestyles="dotted")
     ax.bar_label(bars, fmt="%.2f")
     ax.set_xticks(range(len(results)), labels, fontsize=8)
     ax.set_ylabel("wall time / ideal (N x latency / concurrency)")
-    ax.set_title("Core.index on the Bedrock path (dashed: target)")
+    ax.set_title("Core.index on the Bedrock path (dashed: target; dotted: embedder alone, same process)")
 
 
 if __name__ == "__main__":

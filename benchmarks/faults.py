@@ -14,7 +14,7 @@ clean run on a fresh data directory writes.
 
 Async kill: a Nova core (fake Bedrock + S3 on a moto server shared by the processes) starts a segmented job
 for a long video; once Bedrock reports it finished, the child is killed in the middle of ingesting its output
-(writes are slowed so the kill lands there). A restarted child takes the job over when the dead one's lease
+(writes are slowed; the kill comes as the commit marker is being written, after the segments landed). A restarted child takes the job over when the dead one's lease
 runs out (shortened to 2 s here) and must end with exactly the job's keys.
 
 Fault runs: Bedrock throttling/5xx at random rates and S3 Vectors batches that fail past the retries, each
@@ -361,8 +361,10 @@ def async_kill(work: Path) -> dict[str, Any]:
         child = start_child(*base, "advance")
         assert child.stdout is not None
         killed = False
+        puts = 0
         for line in child.stdout:
-            if line.startswith("ingesting"):
+            puts += line.startswith("ingesting")
+            if puts == 2:  # the segments have landed, the commit marker is being written: kill now
                 child.send_signal(signal.SIGKILL)
                 killed = True
                 break

@@ -159,13 +159,308 @@ class LocalAdapter:
         return [h.key for h in hits]
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        return _dir_bytes(self.root)
 
     def close(self) -> None:
         self.store.close()
 
 
-ADAPTERS: dict[str, Callable[[], Adapter]] = {"local": LocalAdapter}
+def _dir_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+# Each peer stores the same vectors and metadata in its natural form and gets the same 5 filters in its
+# natural filter syntax. Where the natural form differs from ours (no list values, no missing keys), the
+# adapter says how in `FIDELITY`; every translation here is exact for this data set (checked: the peers
+# return the ground-truth rows), but not in general.
+
+
+class ChromaAdapter:
+    """Chroma `PersistentClient` (HNSW, cosine). Metadata values cannot be lists: `tags` becomes one boolean
+    per tag (`tag_blue`), so `{"tags": "blue"}` -> `{"tag_blue": True}`."""
+
+    name = "chroma"
+    FIDELITY = "tags stored as one bool per tag (no list values in Chroma metadata)"
+    WHERE: dict[str, dict[str, Any] | None] = {
+        "none": None,
+        "modality=TEXT": {"modality": "TEXT"},
+        "tags=blue (list)": {"tag_blue": True},
+        "av & start_s>=300": {"$and": [{"modality": {"$in": ["AUDIO", "VIDEO"]}}, {"start_s": {"$gte": 300}}]},
+        "doc & page<2 & tags!=red": {
+            "$and": [{"modality": "DOCUMENT"}, {"page": {"$lt": 2}}, {"tag_red": {"$ne": True}}]
+        },
+        "source=one file": {"source": "s3://bench/doc00042.pdf"},
+    }
+
+    def create(self, root: Path, dim: int) -> None:
+        import chromadb
+
+        self.root = root
+        self.client = chromadb.PersistentClient(path=str(root))
+        self.col = self.client.create_collection("bench", metadata={"hnsw:space": "cosine"})
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        metas = []
+        for m in metadata:
+            flat = {k: v for k, v in m.items() if k not in ("tags", "text")}
+            flat.update({f"tag_{t}": t in m["tags"] for t in TAGS})
+            metas.append(flat)
+        self.col.add(ids=list(keys), embeddings=vectors, metadatas=metas, documents=[m["text"] for m in metadata])
+
+    def reopen(self) -> None:
+        import chromadb
+
+        del self.col, self.client
+        chromadb.api.client.SharedSystemClient.clear_system_cache()
+        self.client = chromadb.PersistentClient(path=str(self.root))
+        self.col = self.client.get_collection("bench")
+
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
+        where = self.WHERE[_label(filter)]
+        res = self.col.query(query_embeddings=vector[None, :], n_results=k, where=where, include=["distances"])
+        return list(res["ids"][0])
+
+    def disk_bytes(self) -> int:
+        return _dir_bytes(self.root)
+
+    def close(self) -> None:
+        import chromadb
+
+        del self.col, self.client
+        chromadb.api.client.SharedSystemClient.clear_system_cache()
+
+
+class QdrantAdapter:
+    """Qdrant local mode (`QdrantClient(path=...)`, the embedded Python implementation, exact search).
+    Payload filters express all five exactly: `MatchValue` on a list matches any element, `must_not`
+    matches rows without the key (as our `$ne`)."""
+
+    name = "qdrant"
+    FIDELITY = "exact"
+
+    def create(self, root: Path, dim: int) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self.root = root
+        self.client = QdrantClient(path=str(root))
+        self.client.create_collection(
+            "bench", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        )
+        self.next_id = 0
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        from qdrant_client import models
+
+        points = [
+            models.PointStruct(id=self.next_id + i, vector=v, payload={**m, "key": key})
+            for i, (key, v, m) in enumerate(zip(keys, vectors.tolist(), metadata, strict=True))
+        ]
+        self.next_id += len(points)
+        self.client.upsert("bench", points=points, wait=True)
+
+    def reopen(self) -> None:
+        from qdrant_client import QdrantClient
+
+        self.client.close()
+        self.client = QdrantClient(path=str(self.root))
+
+    @staticmethod
+    def _filter(label: str) -> Any:
+        from qdrant_client import models as q
+
+        def eq(key: str, value: Any) -> Any:
+            return q.FieldCondition(key=key, match=q.MatchValue(value=value))
+
+        return {
+            "none": None,
+            "modality=TEXT": q.Filter(must=[eq("modality", "TEXT")]),
+            "tags=blue (list)": q.Filter(must=[eq("tags", "blue")]),
+            "av & start_s>=300": q.Filter(
+                must=[
+                    q.FieldCondition(key="modality", match=q.MatchAny(any=["AUDIO", "VIDEO"])),
+                    q.FieldCondition(key="start_s", range=q.Range(gte=300)),
+                ]
+            ),
+            "doc & page<2 & tags!=red": q.Filter(
+                must=[eq("modality", "DOCUMENT"), q.FieldCondition(key="page", range=q.Range(lt=2))],
+                must_not=[eq("tags", "red")],
+            ),
+            "source=one file": q.Filter(must=[eq("source", "s3://bench/doc00042.pdf")]),
+        }[label]
+
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
+        res = self.client.query_points(
+            "bench", query=vector.tolist(), limit=k, query_filter=self._filter(_label(filter)), with_payload=["key"]
+        )
+        return [p.payload["key"] for p in res.points]
+
+    def disk_bytes(self) -> int:
+        return _dir_bytes(self.root)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LanceAdapter:
+    """LanceDB: typed Arrow columns (a fixed schema; missing keys are NULL, `tags` a list<string>), SQL
+    `where` with `prefilter=True`, no vector index (exact). Each 500-row `add` makes a version/fragment;
+    `optimize()` (compaction) runs once after ingest and is included in the ingest time."""
+
+    name = "lancedb"
+    FIDELITY = "exact (typed columns: a fixed schema)"
+    WHERE: dict[str, str | None] = {
+        "none": None,
+        "modality=TEXT": "modality = 'TEXT'",
+        "tags=blue (list)": "array_has(tags, 'blue')",
+        "av & start_s>=300": "modality IN ('AUDIO', 'VIDEO') AND start_s >= 300",
+        "doc & page<2 & tags!=red": "modality = 'DOCUMENT' AND page < 2 AND NOT array_has(tags, 'red')",
+        "source=one file": "source = 's3://bench/doc00042.pdf'",
+    }
+
+    def create(self, root: Path, dim: int) -> None:
+        import lancedb
+        import pyarrow as pa
+
+        self.root, self.dim = root, dim
+        self.schema = pa.schema(
+            [
+                pa.field("key", pa.string()),
+                pa.field("vector", pa.list_(pa.float32(), dim)),
+                pa.field("modality", pa.string()),
+                pa.field("source", pa.string()),
+                pa.field("segment", pa.int64()),
+                pa.field("page", pa.int64()),
+                pa.field("start_s", pa.float64()),
+                pa.field("end_s", pa.float64()),
+                pa.field("tags", pa.list_(pa.string())),
+                pa.field("indexed_at", pa.int64()),
+                pa.field("text", pa.string()),
+            ]
+        )
+        self.db = lancedb.connect(str(root))
+        self.tbl = self.db.create_table("bench", schema=self.schema)
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        import pyarrow as pa
+
+        cols: dict[str, Any] = {"key": list(keys)}
+        cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim)
+        for f in self.schema.names[2:]:
+            cols[f] = [m.get(f) for m in metadata]
+        self.tbl.add(pa.table(cols, schema=self.schema))
+
+    def finish(self) -> None:
+        """After the last batch (timed with ingest): compact the 500-row fragments into a few files."""
+        self.tbl.optimize()
+
+    def reopen(self) -> None:
+        import lancedb
+
+        self.db = lancedb.connect(str(self.root))
+        self.tbl = self.db.open_table("bench")
+
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
+        q = self.tbl.search(vector).metric("cosine").limit(k).select(["key", "_distance"])
+        where = self.WHERE[_label(filter)]
+        if where:
+            q = q.where(where, prefilter=True)
+        return q.to_arrow()["key"].to_pylist()
+
+    def disk_bytes(self) -> int:
+        return _dir_bytes(self.root)
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteVecAdapter:
+    """sqlite-vec `vec0` (brute-force KNN, cosine) via `apsw` (this Python's sqlite3 cannot load extensions).
+    Filters use vec0 metadata columns in the KNN `WHERE`. Those hold no NULLs and no lists, so missing
+    `page`/`start_s` are sentinels (page 1e9, start_s -1) and `tags` is one boolean column per tag."""
+
+    name = "sqlite-vec"
+    FIDELITY = "tags as one bool column per tag; missing keys as sentinel values (no NULL/list in vec0)"
+    WHERE: dict[str, str] = {
+        "none": "",
+        "modality=TEXT": "AND modality = 'TEXT'",
+        "tags=blue (list)": "AND tag_blue = 1",
+        "av & start_s>=300": "AND modality IN ('AUDIO', 'VIDEO') AND start_s >= 300",
+        "doc & page<2 & tags!=red": "AND modality = 'DOCUMENT' AND page < 2 AND tag_red = 0",
+        "source=one file": "AND source = 's3://bench/doc00042.pdf'",
+    }
+
+    def _connect(self) -> None:
+        import apsw
+        import sqlite_vec
+
+        self.db = apsw.Connection(str(self.root / "bench.sqlite"))
+        self.db.enable_load_extension(True)
+        self.db.load_extension(sqlite_vec.loadable_path())
+        self.db.enable_load_extension(False)
+
+    def create(self, root: Path, dim: int) -> None:
+        self.root = root
+        self._connect()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        tags = ", ".join(f"tag_{t} integer" for t in TAGS)
+        self.db.execute(
+            f"CREATE VIRTUAL TABLE bench USING vec0(embedding float[{dim}] distance_metric=cosine, "
+            f"modality text, source text, page integer, start_s float, {tags}, +key text, +meta text)"
+        )
+        self.next_id = 1
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        tag_cols = ", ".join(f"tag_{t}" for t in TAGS)
+        cols = f"rowid, embedding, modality, source, page, start_s, {tag_cols}, key, meta"
+        marks = ", ".join("?" * (8 + len(TAGS)))
+        rows = [
+            (
+                self.next_id + i,
+                v.tobytes(),
+                m["modality"],
+                m["source"],
+                m.get("page", 1_000_000_000),
+                float(m.get("start_s", -1.0)),
+                *(int(t in m["tags"]) for t in TAGS),
+                key,
+                json.dumps(m),
+            )
+            for i, (key, v, m) in enumerate(zip(keys, np.ascontiguousarray(vectors, np.float32), metadata, strict=True))
+        ]
+        self.next_id += len(rows)
+        with self.db:
+            self.db.executemany(f"INSERT INTO bench({cols}) VALUES ({marks})", rows)
+
+    def reopen(self) -> None:
+        self.db.close()
+        self._connect()
+
+    def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
+        sql = f"SELECT key FROM bench WHERE embedding MATCH ? AND k = ? {self.WHERE[_label(filter)]} ORDER BY distance"
+        return [r[0] for r in self.db.execute(sql, (np.ascontiguousarray(vector, np.float32).tobytes(), k))]
+
+    def disk_bytes(self) -> int:
+        return _dir_bytes(self.root)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _label(filter: dict[str, Any] | None) -> str:
+    for label, flt in FILTERS.items():
+        if flt == filter:
+            return label
+    raise KeyError(filter)
+
+
+ADAPTERS: dict[str, Callable[[], Adapter]] = {
+    "local": LocalAdapter,
+    "chroma": ChromaAdapter,
+    "qdrant": QdrantAdapter,
+    "lancedb": LanceAdapter,
+    "sqlite-vec": SqliteVecAdapter,
+}
+PEERS = ["chroma", "qdrant", "lancedb", "sqlite-vec"]
 
 
 # ---- measurement ----------------------------------------------------------------------------------------
@@ -179,6 +474,7 @@ class FilterResult:
     recall_at_k: float
     results_per_query: float
     first_query_ms: float
+    queries: int
 
 
 @dataclass
@@ -189,10 +485,13 @@ class RunResult:
     ingest_vectors_per_s: float
     open_first_query_ms: float
     disk_mb: float
+    fidelity: str = "exact"
     filters: dict[str, FilterResult] = field(default_factory=dict)
 
 
-def run(adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, work: Path) -> RunResult:
+def run(
+    adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, work: Path, budget_s: float = 1e9
+) -> RunResult:
     data = make_vectors(n, dim, seed)
     metadata = make_metadata(n, seed)
     queries = make_queries(data, n_queries, seed)
@@ -206,13 +505,20 @@ def run(adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, w
         began = time.perf_counter()
         adapter.put(*batch)
         put_seconds += time.perf_counter() - began
+    finish = getattr(adapter, "finish", None)
+    if finish is not None:
+        began = time.perf_counter()
+        finish()
+        put_seconds += time.perf_counter() - began
     disk = adapter.disk_bytes()
 
     began = time.perf_counter()
     adapter.reopen()
     adapter.query(queries[0], k, None)
     open_first = (time.perf_counter() - began) * 1000
-    result = RunResult(adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6)
+    result = RunResult(
+        adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6, getattr(adapter, "FIDELITY", "exact")
+    )
 
     for label, flt in FILTERS.items():
         compiled = validate_filter(flt, ["text"])
@@ -222,7 +528,10 @@ def run(adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, w
         adapter.query(queries[0], k, flt)  # a filter's first use may build caches: reported apart
         first = (time.perf_counter() - began) * 1000
         latencies, recalls, counts = [], [], []
+        deadline = time.perf_counter() + budget_s
         for q, expected in zip(queries, truth, strict=True):
+            if time.perf_counter() > deadline and len(latencies) >= 10:
+                break  # a slow peer: fewer queries for this filter (`queries` says how many)
             began = time.perf_counter()
             got = adapter.query(q, k, flt)
             latencies.append((time.perf_counter() - began) * 1000)
@@ -236,6 +545,7 @@ def run(adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, w
             recall_at_k=float(np.mean(recalls)),
             results_per_query=float(np.mean(counts)),
             first_query_ms=first,
+            queries=len(latencies),
         )
     adapter.close()
     return result
@@ -246,16 +556,16 @@ def table(results: list[RunResult], k: int) -> str:
     for r in results:
         lines.append(
             f"\n{r.store}  n={r.n:,}  dim={r.dim}  ingest {r.ingest_vectors_per_s:,.0f} vec/s  "
-            f"open+first query {r.open_first_query_ms:.0f} ms  disk {r.disk_mb:.0f} MB"
+            f"open+first query {r.open_first_query_ms:.0f} ms  disk {r.disk_mb:.0f} MB  filters: {r.fidelity}"
         )
         lines.append(
             f"  {'filter':<26} {'select.':>8} {'p50 ms':>8} {'p95 ms':>8} {f'recall@{k}':>10} "
-            f"{'hits/q':>7} {'1st ms':>8}"
+            f"{'hits/q':>7} {'1st ms':>8} {'queries':>7}"
         )
         for label, f in r.filters.items():
             lines.append(
                 f"  {label:<26} {f.selectivity:>8.2%} {f.p50_ms:>8.2f} {f.p95_ms:>8.2f} {f.recall_at_k:>10.3f} "
-                f"{f.results_per_query:>7.1f} {f.first_query_ms:>8.1f}"
+                f"{f.results_per_query:>7.1f} {f.first_query_ms:>8.1f} {f.queries:>7}"
             )
     return "\n".join(lines)
 
@@ -298,21 +608,71 @@ def plot(results: list[RunResult], path: Path) -> bool:
     return True
 
 
+PEERS_VENV = Path(__file__).parent / ".peers-venv"
+PEERS_REQUIREMENTS = Path(__file__).parent / "requirements-peers.txt"
+
+
+def install_peers() -> None:
+    """Create `benchmarks/.peers-venv` with the pinned peers; it also sees this interpreter's packages (ours)."""
+    import subprocess
+    import sysconfig
+    import venv
+
+    if not (PEERS_VENV / "bin" / "python").exists():
+        venv.create(PEERS_VENV, with_pip=True)
+    py = str(PEERS_VENV / "bin" / "python")
+    subprocess.run([py, "-m", "pip", "install", "-r", str(PEERS_REQUIREMENTS)], check=True)
+    purelib = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    # Appended after the venv's own site-packages: the peers' pins win, nova_mcp_server and its deps resolve.
+    lines = [f"import site; site.addsitedir({d!r})" for d in sorted(ours)] + [str(Path(__file__).parents[1])]
+    (Path(purelib) / "nova_bench_main.pth").write_text("\n".join(lines) + "\n")
+    print(f"peers installed in {PEERS_VENV}; run: python -m benchmarks.store --stores local {' '.join(PEERS)}")
+
+
+def _reexec_in_peers_venv(stores: Sequence[str]) -> None:
+    """Peers live only in `.peers-venv`: when one is asked for and not importable here, rerun there."""
+    import importlib.util
+
+    modules = {"chroma": "chromadb", "qdrant": "qdrant_client", "lancedb": "lancedb", "sqlite-vec": "sqlite_vec"}
+    missing = [s for s in stores if s in modules and importlib.util.find_spec(modules[s]) is None]
+    if not missing:
+        return
+    py = PEERS_VENV / "bin" / "python"
+    if not py.exists() or Path(sys.prefix).resolve() == PEERS_VENV.resolve():
+        sys.exit(f"{', '.join(missing)} not installed: run `python -m benchmarks.store --install-peers` first.")
+    os.execv(str(py), [str(py), "-m", "benchmarks.store", *sys.argv[1:]])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dims", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--stores", nargs="+", default=["local"], choices=sorted(ADAPTERS))
+    parser.add_argument("--stores", nargs="+", default=["local"], choices=sorted(ADAPTERS), help="local and/or peers")
+    parser.add_argument("--install-peers", action="store_true", help=f"create {PEERS_VENV.name} with the pinned peers")
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="seconds of queries per store and filter (at least 10 queries)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (CI)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--work", type=Path, default=None, help="where the stores write (default: a temp dir)")
     args = parser.parse_args(argv)
+    if args.install_peers:
+        install_peers()
+        return
+    _reexec_in_peers_venv(args.stores)
     if args.smoke:
         args.n, args.dims, args.queries = 3_000, [64], 20
-    out = args.out or RESULTS / ("store_local_smoke.json" if args.smoke else "store_local.json")
+    stem = "store" if set(args.stores) - {"local"} else "store_local"
+    out = args.out or RESULTS / (f"{stem}_smoke.json" if args.smoke else f"{stem}.json")
 
     load_before = os.getloadavg()
     results = []
@@ -320,7 +680,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for dim in args.dims:
             work = Path(tempfile.mkdtemp(prefix=f"bench-{store}-{dim}-", dir=args.work))
             try:
-                results.append(run(ADAPTERS[store](), args.n, dim, args.queries, args.top_k, args.seed, work))
+                adapter = ADAPTERS[store]()
+                results.append(run(adapter, args.n, dim, args.queries, args.top_k, args.seed, work, args.budget))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print(table(results[-1:], args.top_k), flush=True)
@@ -328,7 +689,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "store",
-        "params": {"n": args.n, "dims": args.dims, "queries": args.queries, "top_k": args.top_k, "seed": args.seed},
+        "params": {
+            "n": args.n,
+            "dims": args.dims,
+            "queries": args.queries,
+            "top_k": args.top_k,
+            "seed": args.seed,
+            "budget_s": args.budget,
+        },
         "notes": "open+first query with the OS page cache warm; ingest times put_vectors only (records prebuilt)",
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -56,11 +56,15 @@ def stored_keys(core: Core, index: str) -> list[str]:
 
 
 async def reference_keys(tmp_path: Path, folder: Path) -> list[str]:
-    """The keys a fault-free run writes, from a separate core on a fresh data dir (same paths, same ids)."""
-    clean = nova_core(tmp_path / "reference", FakeBedrockRuntime(), allowed_roots=[tmp_path])
-    report = await clean.index([ContentInput(path=str(folder))], index="ref")
-    assert not report.failed
-    return stored_keys(clean, "ref")
+    """The keys a fault-free run writes: every segment of every file, from segmenting alone (no embedding)."""
+    core = nova_core(tmp_path / "reference", FakeBedrockRuntime(), allowed_roots=[tmp_path])
+    sources, failures = await core.ingest.resolve_contents([ContentInput(path=str(folder))])
+    assert not failures
+    out = []
+    for source in sources:
+        sid = keys.source_id(source.uri)
+        out += [keys.vector_key(sid, seg.ordinal) for seg in await core.ingest.segment(source, core.embedder.info)]
+    return sorted(out)
 
 
 def content(path: Path) -> ContentInput:

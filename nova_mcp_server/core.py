@@ -339,8 +339,10 @@ class Core:
         progress: Progress | None = None,
     ) -> _Outcome:
         sid = keys.source_id(source.uri)
-        if marker and marker.get("content_hash") == source.content_hash and not marker.get("partial"):
+        if marker and _unchanged(marker, source, user_meta):
             return _Outcome(skipped=True)
+        if marker and not user_meta:  # a changed source keeps the metadata it was indexed with
+            user_meta = {k: v for k, v in marker.items() if k not in keys.RESERVED_KEYS}
         old_count = int(marker.get("segment_count", 0)) if marker else 0
         if self.async_media is not None and await self.async_media.wants(source):
             await target.ensure()
@@ -684,6 +686,16 @@ class Core:
 
 INDEX_JOB = "index"
 INDEX_LEASE_SECONDS = 60.0
+
+
+def _unchanged(marker: dict[str, Any], source: SourceRef, user_meta: dict[str, Any]) -> bool:
+    """Same bytes, fully indexed, and (when the call gives metadata) the same metadata: nothing to write.
+
+    A call without metadata keeps what the source was indexed with, so re-running a plain index is free.
+    """
+    if marker.get("content_hash") != source.content_hash or marker.get("partial"):
+        return False
+    return not user_meta or {k: v for k, v in marker.items() if k not in keys.RESERVED_KEYS} == user_meta
 
 
 def _job_moved(before: JobInfo, after: JobInfo) -> bool:

@@ -224,7 +224,10 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             ] = [],  # noqa: B006 - pydantic copies defaults
             texts: Annotated[list[str], Field(description="inline texts to index")] = [],  # noqa: B006
             index: Annotated[str | None, Field(description="index name (3-63 chars a-z0-9.-)")] = None,
-            metadata: Annotated[dict[str, Any] | None, Field(description="your metadata, filterable")] = None,
+            metadata: Annotated[
+                dict[str, Any] | None,
+                Field(description="your metadata, filterable; omitted: a source keeps what it had"),
+            ] = None,
             include: Annotated[list[str], Field(description="glob patterns to keep, e.g. *.pdf")] = [],  # noqa: B006
             exclude: Annotated[list[str], Field(description="glob patterns to skip")] = [],  # noqa: B006
             recursive: bool = True,

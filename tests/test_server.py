@@ -216,3 +216,20 @@ async def test_first_embedding_call_says_the_model_is_loading(server: Any) -> No
         assert len(messages) == 1
         caps = json.loads((await client.read_resource("nova://capabilities")).contents[0].text)
         assert caps["model_status"] == "ready"
+
+
+async def test_new_metadata_on_an_unchanged_source_is_written(server: Any, corpus: Path) -> None:
+    fruit = str(corpus / "notes" / "fruit.txt")
+    async with Client(server) as client:
+        await call(client, "index_content", sources=[fruit], index="meta", metadata={"team": "a"})
+        same = await call(client, "index_content", sources=[fruit], index="meta", metadata={"team": "a"})
+        assert same["skipped_unchanged"] == 1
+        moved = await call(client, "index_content", sources=[fruit], index="meta", metadata={"team": "b"})
+        assert moved["indexed_sources"] == 1 and moved["skipped_unchanged"] == 0
+        hits = (await call(client, "semantic_search", query="apples", index="meta", filter={"team": "b"}))["hits"]
+        assert len(hits) == 1 and hits[0]["metadata"] == {"team": "b"}
+        (corpus / "notes" / "fruit.txt").write_text("apples, now with cherries")
+        changed = await call(client, "index_content", sources=[fruit], index="meta")
+        assert changed["indexed_sources"] == 1
+        hits = (await call(client, "semantic_search", query="cherries", index="meta"))["hits"]
+        assert hits[0]["metadata"] == {"team": "b"}, "a call without metadata keeps the source's metadata"

@@ -10,6 +10,8 @@ vector keys are deterministic, so a crash in the middle re-ingests to the same k
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     segment_failures TEXT NOT NULL DEFAULT '[]',
     lease_until REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -53,6 +56,9 @@ class JobStore:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "lease_owner" not in columns:  # a job table from before leases named their holder
+                db.execute("ALTER TABLE jobs ADD COLUMN lease_owner TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -110,17 +116,17 @@ class JobStore:
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT status, lease_until FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT status, lease_until, lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] in ("completed", "failed"):
                 db.execute("COMMIT")
                 return False
-            if row["status"] == "ingesting" and row["lease_until"] > now:
+            if row["status"] == "ingesting" and row["lease_until"] > now and _holder_alive(row["lease_owner"]):
                 db.execute("COMMIT")
                 return False
             db.execute(
-                "UPDATE jobs SET status = 'ingesting', lease_until = ?, attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ?",
-                (now + owner_lease, now, job_id),
+                "UPDATE jobs SET status = 'ingesting', lease_until = ?, lease_owner = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ?",
+                (now + owner_lease, OWNER, now, job_id),
             )
             db.execute("COMMIT")
             return True
@@ -133,6 +139,29 @@ class JobStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_alive(owner: str) -> bool:
+    """Whether a lease's holder may still be working: another host, or a live process on this one.
+
+    A server killed mid-ingest leaves a live-looking lease; its restart on the same machine sees the holder's
+    process is gone and takes the job over at once instead of waiting for the lease to run out.
+    """
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return True  # this process holds it: a second claim from here must not run the job twice
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _info(row: sqlite3.Row) -> JobInfo:

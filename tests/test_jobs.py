@@ -105,3 +105,26 @@ async def test_subscribers_hear_about_job_changes_on_both_protocol_eras(tmp_path
             with anyio.fail_after(5):
                 event = await subscription.__anext__()
         assert event.uri == f"nova://jobs/{job_id}"
+
+
+async def test_a_lease_whose_holder_died_is_taken_over_at_once(tmp_path: Path, tiny_model: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    folder = make_folder(tmp_path, files=2)
+    core = local_core(tmp_path, tiny_model)
+    payload = {"items": [{"path": str(folder)}], "index": "orphan", "options": {}}
+    job_id = core.jobs.create(kind=INDEX_JOB, index="orphan", source=str(folder), payload=payload)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    core.jobs.update(
+        job_id,
+        status="ingesting",
+        lease_until=time.time() + 3600,
+        lease_owner=f"{socket.gethostname()}:{dead.stdout.strip()}",
+    )
+    elsewhere = core.jobs.create(kind=INDEX_JOB, index="orphan", source="x", payload=payload)
+    core.jobs.update(elsewhere, status="ingesting", lease_until=time.time() + 3600, lease_owner="other-host:1")
+
+    assert (await core.advance_job(job_id)).status == "completed"
+    assert (await core.advance_job(elsewhere)).status == "ingesting", "another machine's live lease is respected"

@@ -571,7 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-inputs", type=int, default=1000)
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--model-path", type=Path, help="local CLIP folder (default: the tests' tiny model)")
+    parser.add_argument("--smoke", action="store_true", help="2 kills, 1 fault run, 20 bad inputs, 20 files (CI)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "faults.json")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.kills, args.fault_runs, args.bad_inputs, args.files = 2, 1, 20, 20
     if args.command == "drive":
         return drive(args)
     if args.command == "drive-async":
@@ -610,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.monotonic() - started, 1),
         }
         result = {"figures": figures, "kill_loop": kills, "async_kill": async_result, "fault_runs": faults, "bad": bad}
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "faults.json").write_text(json.dumps(result, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
         width = max(len(k) for k in figures)
         for key, value in figures.items():
             print(f"{key:<{width}}  {value}")

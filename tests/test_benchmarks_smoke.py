@@ -57,3 +57,36 @@ def test_mcp_overhead_smoke(tmp_path: Path) -> None:
     for transport in ("stdio", "streamable-http"):
         figures = data["transports"][transport]
         assert figures["search_round_trip"]["n"] == 10 and figures["core_search"]["p50_ms"] > 0
+
+
+def test_store_smoke(tmp_path: Path) -> None:
+    from benchmarks import store
+
+    out = tmp_path / "store.json"
+    store.main(["--smoke", "--out", str(out), "--work", str(tmp_path)])
+    [result] = json.loads(out.read_text())["results"]
+    assert result["store"] == "local"
+    for name, figures in result["filters"].items():
+        assert figures["recall_at_k"] >= 0.99, name
+        assert figures["results_per_query"] == 10.0 or figures["selectivity"] * result["n"] < 10, name
+
+
+def test_load_smoke(tmp_path: Path) -> None:
+    from benchmarks import load
+
+    out = tmp_path / "load.json"
+    assert load.main(["--smoke", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["errors"] == 0 and data["requests"] > 0, data
+    store = data["store"]
+    assert (store["vectors_lost"], store["duplicate_keys"], store["integrity_problems"]) == (0, 0, 0), store
+
+
+def test_faults_smoke(tmp_path: Path) -> None:
+    from benchmarks import faults
+
+    out = tmp_path / "faults.json"
+    assert faults.main(["--smoke", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["vectors_lost"] == 0 and figures["kills_survived"] == figures["kills"] >= 2
+    assert figures["input_crashes"] == 0 and figures["faults_injected"] > 0

@@ -570,6 +570,26 @@ def table(results: list[RunResult], k: int) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[dict[str, Any]], k: int) -> str:
+    """The README table: one row per store, dimension and filter."""
+    lines = [
+        f"| store | n x dim | filter | p50 ms | p95 ms | recall@{k} | hits/q | 1st ms | ingest vec/s | open+1st ms "
+        "| disk MB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        for i, (label, f) in enumerate(r["filters"].items()):
+            store, size, whole = "", "", "| |"
+            if i == 0:
+                store, size = r["store"], f"{r['n']:,} x {r['dim']}"
+                whole = f"{r['ingest_vectors_per_s']:,.0f} | {r['open_first_query_ms']:,.0f} | {r['disk_mb']:,.0f}"
+            lines.append(
+                f"| {store} | {size} | {label} | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} | {f['recall_at_k']:.3f} "
+                f"| {f['results_per_query']:.1f} | {f['first_query_ms']:,.0f} | {whole} |"
+            )
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {}) if hasattr(np, "__config__") else {}
     return {
@@ -582,7 +602,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def plot(results: list[RunResult], path: Path) -> bool:
+def plot(results: list[dict[str, Any]], path: Path) -> bool:
     try:
         import matplotlib
 
@@ -596,12 +616,13 @@ def plot(results: list[RunResult], path: Path) -> bool:
     for i, r in enumerate(results):
         ax.bar(
             np.arange(len(labels)) + i * width,
-            [r.filters[x].p50_ms for x in labels],
+            [r["filters"][x]["p50_ms"] for x in labels],
             width,
-            label=f"{r.store} d={r.dim}",
+            label=f"{r['store']} d={r['dim']}",
         )
     ax.set_xticks(np.arange(len(labels)) + width * (len(results) - 1) / 2, labels, rotation=20, ha="right")
-    ax.set_ylabel("p50 query latency (ms)")
+    ax.set_ylabel("p50 query latency (ms, log)")
+    ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -664,6 +685,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (CI)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--work", type=Path, default=None, help="where the stores write (default: a temp dir)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        help="keep the other stores' results from this JSON (e.g. rerun only local after a store change)",
+    )
     args = parser.parse_args(argv)
     if args.install_peers:
         install_peers()
@@ -708,8 +735,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in results
         ],
     }
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())
+        rerun = {(r.store, r.dim) for r in results}
+        kept = [r for r in earlier["results"] if (r["store"], r["dim"]) not in rerun]
+        for r in kept:
+            r.setdefault("run_at", earlier["at"])
+        report["results"] = report["results"] + kept
+        report["merged_from"] = {"at": earlier["at"], "machine": earlier["machine"]}
     out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}" + (f" and {out.with_suffix('.png')}" if plot(results, out.with_suffix(".png")) else ""))
+    print("\n" + markdown(report["results"], args.top_k))
+    print(
+        f"\nwrote {out}"
+        + (f" and {out.with_suffix('.png')}" if plot(report["results"], out.with_suffix(".png")) else "")
+    )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,14 @@ Semantics (S3 Vectors docs, plus the decisions the docs leave open, marked *deci
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import threading
+import zipfile
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +46,7 @@ COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
 FIELD_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$exists", *COMPARISONS)
 LOGICAL_OPERATORS = ("$and", "$or")
 MAX_DEPTH = 32
+_CACHE_FORMAT = 1
 
 Primitive = str | int | float | bool
 
@@ -272,9 +278,24 @@ def matches(metadata: Mapping[str, Any] | None, compiled: CompiledFilter) -> boo
 # ---- vectorised evaluator -------------------------------------------------------------------------------
 
 
+_FIELDS = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals")
+_DTYPES = (np.int64, np.int64, np.int64, np.int64, np.float64, np.int64, bool)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    return value
+
+
 class _Column:
     """All values of one key: rows where it is present, plus one entry per scalar or list element, split by
-    type (strings as integer codes), each entry tagged with its row."""
+    type (strings as integer codes), each entry tagged with its row. Entries live in frozen numpy arrays
+    plus Python lists of the entries added since the last `freeze` (which folds them into the arrays)."""
 
     __slots__ = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals", "strings", "arrays")
 
@@ -287,12 +308,15 @@ class _Column:
         self.b_rows: list[int] = []
         self.b_vals: list[bool] = []
         self.strings: dict[str, int] = {}
-        self.arrays: tuple[np.ndarray, ...] | None = None
+        self.arrays: tuple[np.ndarray, ...] = tuple(np.empty(0, dtype=d) for d in _DTYPES)
 
     def add(self, row: int, value: Any) -> None:
         self.present.append(row)
-        for e in value if type(value) is list else (value,):
+        for e in value if type(value) is list or type(value) is tuple else (value,):
             kind = type(e)
+            if kind is not str and kind is not bool and kind is not int and kind is not float:
+                e = _exact(e)  # a subclass (e.g. a StrEnum): the plain value its JSON text holds
+                kind = type(e)
             if kind is str:
                 self.s_rows.append(row)
                 code = self.strings.get(e)
@@ -307,16 +331,14 @@ class _Column:
                 self.n_vals.append(e)
 
     def freeze(self) -> tuple[np.ndarray, ...]:
-        if self.arrays is None or len(self.arrays[0]) != len(self.present):
-            self.arrays = (
-                np.asarray(self.present, dtype=np.int64),
-                np.asarray(self.s_rows, dtype=np.int64),
-                np.asarray(self.s_codes, dtype=np.int64),
-                np.asarray(self.n_rows, dtype=np.int64),
-                np.asarray(self.n_vals, dtype=np.float64),
-                np.asarray(self.b_rows, dtype=np.int64),
-                np.asarray(self.b_vals, dtype=bool),
+        if self.present:
+            tails = [getattr(self, f) for f in _FIELDS]
+            self.arrays = tuple(
+                np.concatenate((a, np.asarray(t, dtype=d))) if t else a
+                for a, t, d in zip(self.arrays, tails, _DTYPES, strict=True)
             )
+            for t in tails:
+                t.clear()
         return self.arrays
 
 
@@ -345,6 +367,53 @@ class MetadataColumns:
                     column.add(row, value)
             row += 1
         self.n = row
+
+    def save(self, path: Path, tag: Mapping[str, Any]) -> None:
+        """Write the cache to `path` (atomically: a temporary file renamed into place). `tag` identifies what
+        the rows are (the store's generation); `load` returns the cache only for the same tag."""
+        columns = list(self._columns.items())
+        header = {
+            "format": _CACHE_FORMAT,
+            "tag": dict(tag),
+            "n": self.n,
+            "skip": sorted(self._skip),
+            "keys": [key for key, _ in columns],
+            "strings": [list(c.strings) for _, c in columns],
+        }
+        arrays = {f"{i}.{f}": a for i, (_, c) in enumerate(columns) for f, a in zip(_FIELDS, c.freeze(), strict=True)}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, header=np.array(json.dumps(header)), **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(
+        cls, path: Path, tag: Mapping[str, Any], non_filterable_keys: Collection[str] = ()
+    ) -> MetadataColumns | None:
+        """The cache `save` wrote for the same tag and non-filterable keys, or None (missing, other, damaged)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                if (
+                    header.get("format") != _CACHE_FORMAT
+                    or header.get("tag") != dict(tag)
+                    or header.get("skip") != sorted(non_filterable_keys)
+                ):
+                    return None
+                out = cls(non_filterable_keys)
+                out.n = int(header["n"])
+                for i, (key, strings) in enumerate(zip(header["keys"], header["strings"], strict=True)):
+                    column = out._columns[key] = _Column()
+                    column.strings = {s: code for code, s in enumerate(strings)}
+                    column.arrays = tuple(
+                        np.asarray(z[f"{i}.{f}"], dtype=d) for f, d in zip(_FIELDS, _DTYPES, strict=True)
+                    )
+                return out
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+            return None
 
     def mask(self, compiled: CompiledFilter) -> np.ndarray:
         if compiled.root is None:

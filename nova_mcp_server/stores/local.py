@@ -71,6 +71,7 @@ FORMAT = 1
 SPEC_FILE = "index.json"
 DB_FILE = "index.sqlite"
 RERANK_EXTRA = 32  # float32 candidates re-scored in float64 beyond top_k
+SAVE_COLUMNS_MIN = 20_000  # rows parsed since the cache file was written before it is rewritten
 GATHER_BELOW = 0.15  # below this match fraction, gather the matching rows instead of scoring all
 
 SCHEMA = """
@@ -84,6 +85,12 @@ INSERT INTO state VALUES ('gen', 0), ('rows', 0), ('dead', 0), ('version', 0);
 
 def _vector_file(directory: Path, gen: int) -> Path:
     return directory / f"vectors.{gen}.f32"
+
+
+def _columns_file(directory: Path, gen: int) -> Path:
+    """The metadata column cache of a generation: a pure cache (rows never change within a generation),
+    rebuilt from SQLite when missing, damaged or behind."""
+    return directory / f"columns.{gen}.npz"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -122,6 +129,7 @@ class _Index:
         self.cosine = info.metric == "cosine"
         self.nonfilterable = frozenset(info.non_filterable_keys)
         self.cleaned = False
+        self.cache_tag: dict[str, Any] = {"created": info.created_at}
         self._reset(-1)
         self._writer_fd: int | None = None
         self._writer_gen = -1
@@ -130,14 +138,19 @@ class _Index:
 
     def _reset(self, gen: int) -> None:
         self.gen = gen
+        self.cache_tag = {**self.cache_tag, "gen": gen}
         self.rows = 0
         self.version = -1
         self.matrix = np.empty((0, self.info.dimension), dtype=np.float32)
         self.sqnorms = np.empty(0, dtype=np.float32)
         self.live = np.empty(0, dtype=bool)
         self.columns = MetadataColumns(self.info.non_filterable_keys)
+        self.columns_loaded = False  # tried the cache file of this generation
+        self.columns_saved = 0  # rows the cache file holds (as far as this process knows)
 
-    def close(self) -> None:
+    def close(self, *, save: bool = True) -> None:
+        if save:
+            self.save_columns()
         if self._writer_fd is not None:
             os.close(self._writer_fd)
             self._writer_fd = None
@@ -192,12 +205,41 @@ class _Index:
             self.version = version
 
     def filter_mask(self, compiled: CompiledFilter) -> np.ndarray:
+        if not self.columns_loaded:
+            self.columns_loaded = True
+            cached = MetadataColumns.load(_columns_file(self.dir, self.gen), self.cache_tag, self.nonfilterable)
+            if cached is not None and self.columns.n < cached.n <= self.rows:
+                self.columns, self.columns_saved = cached, cached.n
         if self.columns.n < self.rows:
             cur = self.db.execute(
                 "SELECT meta FROM vectors WHERE row >= ? AND row < ? ORDER BY row", (self.columns.n, self.rows)
             )
             self.columns.extend(json.loads(m) if m else None for (m,) in cur)
-        return self.columns.mask(compiled)
+            if self.columns.n - self.columns_saved >= max(SAVE_COLUMNS_MIN, self.columns.n // 4):
+                self.save_columns()
+        mask = self.columns.mask(compiled)
+        return mask if len(mask) == self.rows else mask[: self.rows]
+
+    def extend_columns(self, gen: int, first: int, metadatas: Sequence[dict[str, Any] | None]) -> None:
+        """After committing rows `first..` of `gen`: when the cache holds exactly the rows before them, add
+        these from the checked metadata in hand instead of re-reading them later. A new generation's
+        cache starts here (from row 0), so it never has to be built from SQLite after a bulk ingest."""
+        if first == 0 and self.gen != gen:
+            self._reset(gen)  # what the next read would do; this handle had not mapped `gen` yet
+        if self.gen == gen and self.columns.n == first:
+            if first == 0:
+                self.columns_loaded = True  # nothing earlier to load
+            self.columns.extend(metadatas)
+
+    def save_columns(self) -> None:
+        """Persist the column cache when it holds rows the file does not (best effort: it is a cache)."""
+        if self.gen < 0 or self.columns.n <= self.columns_saved:
+            return
+        try:
+            self.columns.save(_columns_file(self.dir, self.gen), self.cache_tag)
+            self.columns_saved = self.columns.n
+        except OSError:
+            pass
 
     # -- writer --------------------------------------------------------------------------------------------
 
@@ -219,6 +261,9 @@ class _Index:
     def _remove_stale_files(self, gen: int) -> None:
         for path in self.dir.glob("vectors.*.f32"):
             if path != _vector_file(self.dir, gen):
+                path.unlink(missing_ok=True)
+        for path in self.dir.glob("columns.*.npz"):
+            if path != _columns_file(self.dir, gen):
                 path.unlink(missing_ok=True)
 
     def writer_fd(self, gen: int) -> int:
@@ -273,7 +318,7 @@ class LocalVectorStore:
         with self._lock:
             handle = self._open.get(name)
             if handle is not None and handle.ino != ino:  # deleted (and maybe recreated) elsewhere
-                self._open.pop(name).close()
+                self._open.pop(name).close(save=False)
                 handle = None
             if ino is None:
                 raise IndexNotFound(name)
@@ -333,7 +378,7 @@ class LocalVectorStore:
         with self._lock:
             self._open.pop(name, None)
         with index.lock:
-            index.close()
+            index.close(save=False)
             trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
             try:
                 os.rename(index.dir, trash)
@@ -349,7 +394,8 @@ class LocalVectorStore:
         info = handle.info
         check_put_batch(vectors)
         matrix = check_vectors(vectors, info.dimension, info.metric)
-        encoded = [check_metadata_json(v.metadata, info.non_filterable_keys, key=v.key)[1] for v in vectors]
+        checked = [check_metadata_json(v.metadata, info.non_filterable_keys, key=v.key) for v in vectors]
+        encoded = [text for _, text in checked]
         with handle.lock:
             with handle.write() as st:
                 first = handle.append(st, matrix)
@@ -363,6 +409,7 @@ class LocalVectorStore:
                 st["rows"] += len(vectors)
                 st["dead"] += replaced
                 self._save_state(handle, st)
+            handle.extend_columns(st["gen"], first, [clean for clean, _ in checked])  # after the commit
             self._maybe_compact(handle, st)
 
     def delete_vectors(self, index: str, keys: Sequence[str]) -> None:
@@ -558,6 +605,7 @@ class LocalVectorStore:
             self._save_state(handle, st)
         handle.cleaned = False  # the next write (or now) removes the old generation
         _vector_file(handle.dir, old_gen).unlink(missing_ok=True)
+        _columns_file(handle.dir, old_gen).unlink(missing_ok=True)
         return dropped
 
     def integrity_check(self, index: str) -> list[str]:

@@ -39,7 +39,7 @@ def build_core(settings: Settings, *, clients: AwsClients | None = None) -> Core
     return _local(settings, jobs)
 
 
-def _ingest(settings: Settings, s3_client: object = None) -> Ingest:
+def build_ingest(settings: Settings, s3_client: object = None) -> Ingest:
     return Ingest(
         allowed_roots=list(settings.allowed_roots),
         allowed_buckets=list(settings.allowed_buckets),
@@ -62,7 +62,7 @@ def _local(settings: Settings, jobs: JobStore) -> Core:
         cache_dir=settings.data_dir / "models",
     )
     store = LocalVectorStore(settings.data_dir / "store")
-    return Core(settings=settings, embedder=embedder, store=store, jobs=jobs, ingest=_ingest(settings))
+    return Core(settings=settings, embedder=embedder, store=store, jobs=jobs, ingest=build_ingest(settings))
 
 
 def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
@@ -94,6 +94,6 @@ def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
         embedder=embedder,
         store=store,
         jobs=jobs,
-        ingest=_ingest(settings, s3),
+        ingest=build_ingest(settings, s3),
         async_media=async_media,
     )

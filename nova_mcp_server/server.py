@@ -60,7 +60,16 @@ Multimodal retrieval: text, documents (PDF pages), images, audio and video share
 - Read nova://capabilities for the backend, model, dimension and limits.
 """
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+def hints(title: str, *, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    """Tool annotations, every hint stated: clients decide from them what to run without asking."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
 
 
 def agent_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -118,12 +127,12 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
     # ---- tools ---------------------------------------------------------------------------------------------
 
     @mcp.tool(
-        annotations=ToolAnnotations(
-            title="Embed content",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=core.embedder.info.provider == "nova",
+        annotations=hints(
+            "Embed content",
+            read_only=True,
+            destructive=False,
+            idempotent=True,
+            open_world=core.embedder.info.provider == "nova",
         )
     )
     @agent_errors
@@ -144,7 +153,9 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             contents, purpose=purpose, dimension=dimension, include_vector=include_vector, progress=_progress(ctx)
         )
 
-    @mcp.tool(annotations=READ_ONLY.model_copy(update={"title": "Semantic search"}))
+    @mcp.tool(
+        annotations=hints("Semantic search", read_only=True, destructive=False, idempotent=True, open_world=False)
+    )
     @agent_errors
     async def semantic_search(
         ctx: Context,
@@ -183,19 +194,15 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
                     content.append(ImageContent(type="image", data=picture[0], mime_type=picture[1]))
         return CallToolResult(content=content, structured_content=structured)
 
-    @mcp.tool(annotations=READ_ONLY.model_copy(update={"title": "List indexes"}))
+    @mcp.tool(annotations=hints("List indexes", read_only=True, destructive=False, idempotent=True, open_world=False))
     @agent_errors
     async def list_indexes() -> IndexList:
         """List the indexes with their dimension, embedder and vector count."""
         return IndexList(indexes=await core.list_indexes())
 
     @mcp.tool(
-        annotations=ToolAnnotations(
-            title="Job status",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=core.async_media is not None,
+        annotations=hints(
+            "Job status", read_only=False, destructive=False, idempotent=True, open_world=core.async_media is not None
         )
     )
     @agent_errors
@@ -208,12 +215,12 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
     if writable:
 
         @mcp.tool(
-            annotations=ToolAnnotations(
-                title="Index content",
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=core.embedder.info.provider == "nova",
+            annotations=hints(
+                "Index content",
+                read_only=False,
+                destructive=False,
+                idempotent=True,
+                open_world=core.embedder.info.provider == "nova",
             )
         )
         @agent_errors
@@ -262,13 +269,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             return report
 
         @mcp.tool(
-            annotations=ToolAnnotations(
-                title="Create index",
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=False,
-            )
+            annotations=hints("Create index", read_only=False, destructive=False, idempotent=True, open_world=False)
         )
         @agent_errors
         async def create_index(name: Annotated[str, Field(description="3-63 chars: a-z 0-9 - .")]) -> IndexSummary:
@@ -276,13 +277,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             return await core.create_index(name)
 
         @mcp.tool(
-            annotations=ToolAnnotations(
-                title="Delete index",
-                read_only_hint=False,
-                destructive_hint=True,
-                idempotent_hint=False,
-                open_world_hint=False,
-            )
+            annotations=hints("Delete index", read_only=False, destructive=True, idempotent=False, open_world=False)
         )
         @agent_errors
         async def delete_index(name: str) -> IndexSummary:
@@ -290,12 +285,8 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
             return await core.delete_index(name)
 
         @mcp.tool(
-            annotations=ToolAnnotations(
-                title="Delete a source's content",
-                read_only_hint=False,
-                destructive_hint=True,
-                idempotent_hint=True,
-                open_world_hint=False,
+            annotations=hints(
+                "Delete a source's content", read_only=False, destructive=True, idempotent=True, open_world=False
             )
         )
         @agent_errors

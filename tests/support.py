@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nova_mcp_server.backends import build_ingest
 from nova_mcp_server.core import Core
-from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
 
@@ -19,16 +19,6 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)
-
-
-def _ingest(settings: Settings, s3_client: Any = None) -> Ingest:
-    return Ingest(
-        allowed_roots=list(settings.allowed_roots),
-        allowed_buckets=list(settings.allowed_buckets),
-        download_dir=settings.data_dir / "downloads",
-        segment_seconds=settings.segment_seconds,
-        s3_client=s3_client,
-    )
 
 
 def local_core(tmp_path: Path, model_dir: Path, **overrides: Any) -> Core:
@@ -71,6 +61,6 @@ def nova_core(tmp_path: Path, bedrock: Any, *, s3: Any = None, async_media: bool
         embedder=embedder,
         store=LocalVectorStore(settings.data_dir / "store"),
         jobs=JobStore(settings.data_dir / "jobs.sqlite"),
-        ingest=_ingest(settings, s3),
+        ingest=build_ingest(settings, s3),
         async_media=media,
     )

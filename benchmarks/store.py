@@ -618,7 +618,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
             np.arange(len(labels)) + i * width,
             [r["filters"][x]["p50_ms"] for x in labels],
             width,
-            label=f"{r['store']} d={r['dim']}",
+            label=f"{r['store']} {r['n'] // 1000}k x {r['dim']}",
         )
     ax.set_xticks(np.arange(len(labels)) + width * (len(results) - 1) / 2, labels, rotation=20, ha="right")
     ax.set_ylabel("p50 query latency (ms, log)")
@@ -737,8 +737,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if args.merge:
         earlier = json.loads(args.merge.read_text())
-        rerun = {(r.store, r.dim) for r in results}
-        kept = [r for r in earlier["results"] if (r["store"], r["dim"]) not in rerun]
+        rerun = {(r.store, r.n, r.dim) for r in results}
+        kept = [r for r in earlier["results"] if (r["store"], r["n"], r["dim"]) not in rerun]
         for r in kept:
             r.setdefault("run_at", earlier["at"])
         report["results"] = report["results"] + kept

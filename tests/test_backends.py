@@ -75,3 +75,26 @@ async def test_aws_backend_end_to_end_on_moto(tmp_path: Path) -> None:
         assert created["dimension"] == 1024 and created["distanceMetric"] == "cosine"
         query = next(params for op, params in vectors.calls if op == "query_vectors")
         assert query["topK"] == 5 and len(query["queryVector"]["float32"]) == 1024
+
+
+async def test_an_index_refuses_vectors_from_another_embedder(
+    tmp_path: Path, tiny_model: Path, fake_bedrock: FakeBedrockRuntime
+) -> None:
+    from support import local_core, nova_core
+
+    local = local_core(tmp_path, tiny_model)
+    async with Client(build_server(local, poll_seconds=0)) as client:
+        made = await client.call_tool("index_content", {"texts": ["red apples"], "index": "shared"})
+        assert not made.is_error, made.content[0].text
+    nova = nova_core(tmp_path, fake_bedrock)  # same data dir, so the same local store
+    async with Client(build_server(nova, poll_seconds=0)) as client:
+        for tool, args in (
+            ("semantic_search", {"query": "apples", "index": "shared"}),
+            ("index_content", {"texts": ["green pears"], "index": "shared"}),
+        ):
+            result = await client.call_tool(tool, args)
+            assert result.is_error, tool
+            text = result.content[0].text
+            assert "built with local/tiny-clip-test at dimension 16" in text and "nova/" in text, text
+            assert "another index name" in text
+    assert local.store.get_index("shared").vector_count == 1

@@ -610,7 +610,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     labels = list(FILTERS)
     width = 0.8 / max(len(results), 1)
     for i, r in enumerate(results):
@@ -623,7 +623,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
     ax.set_xticks(np.arange(len(labels)) + width * (len(results) - 1) / 2, labels, rotation=20, ha="right")
     ax.set_ylabel("p50 query latency (ms, log)")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     return True

@@ -234,3 +234,43 @@ def test_integrity_check_reports_damage(tmp_path: Path) -> None:
     os.truncate(tmp_path / "idx" / "vectors.0.f32", 16)  # lose committed rows
     problems = LocalVectorStore(tmp_path).integrity_check("idx")
     assert problems and "fewer than 3 committed rows" in problems[0]
+
+
+def test_saved_filter_cache_matches_the_rows_and_a_damaged_one_is_rebuilt(tmp_path: Path) -> None:
+    from stores_support import varied_metadata
+
+    from nova_mcp_server.stores.filters import matches, validate_filter
+
+    meta = varied_metadata(240, seed=9)
+    vectors = random_vectors(240, 8, seed=9)
+    filters = [
+        {"modality": "TEXT"},
+        {"tags": {"$eq": "red"}},
+        {"$and": [{"page": {"$lt": 3}}, {"flag": {"$ne": True}}, {"modality": {"$in": ["AUDIO", "VIDEO"]}}]},
+        {"start_s": {"$gte": 20}},
+    ]
+    writer = LocalVectorStore(tmp_path)
+    writer.create_index(spec("idx", 8, non_filterable_keys=["text"]))
+    batch = records(vectors, metadata=meta)
+    for start in range(0, 240, 80):
+        writer.put_vectors("idx", batch[start : start + 80])
+    writer.close()
+    saved = list((tmp_path / "idx").glob("columns.*.npz"))
+    assert len(saved) == 1, "closing saves the filter cache"
+
+    def expected(flt: dict[str, Any]) -> set[str]:
+        compiled = validate_filter(flt, ["text"])
+        return {f"k{i:04d}" for i, m in enumerate(meta) if matches(m, compiled)}
+
+    def found(store: LocalVectorStore, flt: dict[str, Any]) -> set[str]:
+        return {h.key for h in store.query_vectors("idx", vectors[0].tolist(), top_k=100, filter=flt)}
+
+    assert all(0 < len(expected(flt)) <= 100 for flt in filters), "each filter fits in one top_k=100 answer"
+    for flt in filters:
+        assert found(LocalVectorStore(tmp_path), flt) == expected(flt), flt
+
+    saved[0].write_bytes(b"not an npz file")
+    reader = LocalVectorStore(tmp_path)
+    for flt in filters:
+        assert found(reader, flt) == expected(flt), flt
+    assert reader.integrity_check("idx") == []

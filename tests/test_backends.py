@@ -73,7 +73,7 @@ async def test_aws_backend_end_to_end_on_moto(tmp_path: Path) -> None:
             assert [(i["name"], i["dimension"], i["provider"]) for i in listing] == [("geo", 1024, "nova")]
         created = vectors._client.get_index(vectorBucketName="team-vectors", indexName="geo")["index"]
         assert created["dimension"] == 1024 and created["distanceMetric"] == "cosine"
-        query = next(params for op, params in vectors.calls if op == "query_vectors")
+        query = [params for op, params in vectors.calls if op == "query_vectors"][-1]  # the search, last
         assert query["topK"] == 5 and len(query["queryVector"]["float32"]) == 1024
 
 

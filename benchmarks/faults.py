@@ -581,17 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "drive-async":
         return drive_async(args)
 
-    # Everything AWS here is moto or the fake: fake credentials, and never a real profile or endpoint.
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_REGION="us-east-1",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
+    from benchmarks._common import fake_aws_env
+
+    fake_aws_env()  # everything AWS here is moto or the fake: never a real profile or endpoint
     work = Path(tempfile.mkdtemp(prefix="nova-faults-"))
     try:
         model = args.model_path or tiny_model(work)

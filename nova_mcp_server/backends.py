@@ -66,9 +66,7 @@ def _local(settings: Settings, jobs: JobStore) -> Core:
 
 
 def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
-    from nova_mcp_server.async_media import AsyncMedia
     from nova_mcp_server.embedders.nova import NovaEmbedder
-    from nova_mcp_server.ingest.media import media_duration
     from nova_mcp_server.stores.s3vectors import S3VectorsStore
 
     if not settings.vector_bucket:
@@ -79,16 +77,7 @@ def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
     embedder = NovaEmbedder.from_settings(settings, clients)
     s3 = LazyClient(clients, "s3")
     store = S3VectorsStore(LazyClient(clients, "s3vectors"), settings.vector_bucket)
-    async_media = None
-    if settings.staging_bucket:
-        async_media = AsyncMedia(
-            embedder=embedder,
-            s3_client=s3,
-            staging_bucket=settings.staging_bucket,
-            staging_prefix=settings.staging_prefix,
-            segment_seconds=settings.segment_seconds,
-            duration_of=media_duration,
-        )
+    async_media = build_async_media(settings, embedder, s3) if settings.staging_bucket else None
     return Core(
         settings=settings,
         embedder=embedder,
@@ -96,4 +85,19 @@ def _aws(settings: Settings, jobs: JobStore, clients: AwsClients) -> Core:
         jobs=jobs,
         ingest=build_ingest(settings, s3),
         async_media=async_media,
+    )
+
+
+def build_async_media(settings: Settings, embedder: Any, s3_client: Any) -> Any:
+    """Nova's async segmented path for long media, staged in `settings.staging_bucket`."""
+    from nova_mcp_server.async_media import AsyncMedia
+    from nova_mcp_server.ingest.media import media_duration
+
+    return AsyncMedia(
+        embedder=embedder,
+        s3_client=s3_client,
+        staging_bucket=settings.staging_bucket or "",
+        staging_prefix=settings.staging_prefix,
+        segment_seconds=settings.segment_seconds,
+        duration_of=media_duration,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nova_mcp_server.backends import build_ingest
+from nova_mcp_server.backends import build_async_media, build_ingest
 from nova_mcp_server.core import Core
 from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
@@ -43,19 +43,9 @@ def nova_core(tmp_path: Path, bedrock: Any, *, s3: Any = None, async_media: bool
         s3=s3,
         backoff_base=0.01,
     )
-    media = None
-    if async_media:
-        from nova_mcp_server.async_media import AsyncMedia
-        from nova_mcp_server.ingest.media import media_duration
-
-        media = AsyncMedia(
-            embedder=embedder,
-            s3_client=s3,
-            staging_bucket=settings.staging_bucket or "nova-test-output",
-            staging_prefix=settings.staging_prefix,
-            segment_seconds=settings.segment_seconds,
-            duration_of=media_duration,
-        )
+    if async_media and not settings.staging_bucket:
+        settings = settings.model_copy(update={"staging_bucket": "nova-test-output"})
+    media = build_async_media(settings, embedder, s3) if async_media else None
     return Core(
         settings=settings,
         embedder=embedder,

@@ -7,8 +7,19 @@ from typing import Any
 
 from nova_mcp_server.backends import build_async_media, build_ingest
 from nova_mcp_server.core import Core
+from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
+
+# What the local CLIP backend tells the segmenter (512-d, text and images, 300 chars per text).
+LOCAL_CLIP_INFO = EmbedderInfo(
+    provider="local",
+    model="clip",
+    dimensions=[512],
+    default_dimension=512,
+    modalities=["text", "image"],
+    max_text_chars=300,
+)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from fixtures.media import GREEN, RED, make_video_with_sound, make_wav
 from mcp import Client
+from support import LOCAL_CLIP_INFO as LOCAL
 from support import local_core
 
-from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput, ModelUnavailable
 from nova_mcp_server.ingest import media, speech
 from nova_mcp_server.ingest.model import Segment
@@ -31,14 +31,6 @@ from nova_mcp_server.server import build_server
 
 SPEECH = Path(__file__).parent / "fixtures" / "speech.wav"
 SPEECH_SECONDS = 8.012
-LOCAL = EmbedderInfo(
-    provider="local",
-    model="clip",
-    dimensions=[512],
-    default_dimension=512,
-    modalities=["text", "image"],
-    max_text_chars=300,
-)
 
 
 @pytest.fixture(autouse=True)

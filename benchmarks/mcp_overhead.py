@@ -4,7 +4,7 @@ Why: an agent pays process start-up once per session and the transport on every 
 `initialize` at once (models load lazily, on first use), and a search round trip should cost little more than
 the search itself.
 
-What runs: the `nova-mcp-server` console script on the embedded local default with the tiny CLIP model from
+What runs: the `nova-multimodal-mcp` console script on the embedded local default with the tiny CLIP model from
 `tests/fixtures/tiny_clip.py` (offline), driven by the SDK's `ClientSession` (the `initialize` handshake that
 most clients speak today) over `stdio_client` and `streamable_http_client`.
 
@@ -38,7 +38,7 @@ import anyio
 from benchmarks._common import maybe_plot, print_table, stopwatch, summary_ms, use_test_helpers, write_json
 
 NAME = "mcp_overhead"
-SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
+SCRIPT = str(Path(sys.executable).parent / "nova-multimodal-mcp")
 INDEX = "bench"
 TARGETS = {"initialize_ms": 1000.0, "search_overhead_ms": 3.0}
 WORDS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]

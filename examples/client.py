@@ -1,4 +1,4 @@
-"""A scripted MCP client: start nova-mcp-server over stdio, index a folder of texts and images, search it.
+"""A scripted MCP client: start nova-multimodal-mcp over stdio, index a folder of texts and images, search it.
 
     python examples/client.py                      # builds a small demo folder in a temp dir
     python examples/client.py --folder ~/notes --query "whiteboard sketch" --image ~/notes/board.jpg
@@ -46,10 +46,10 @@ def build_demo_folder(dest: Path) -> Path:
 
 def server_command() -> str:
     """The console script next to this Python (a venv), else the one on PATH."""
-    beside = Path(sys.executable).parent / ("nova-mcp-server.exe" if os.name == "nt" else "nova-mcp-server")
-    found = str(beside) if beside.exists() else shutil.which("nova-mcp-server")
+    beside = Path(sys.executable).parent / ("nova-multimodal-mcp.exe" if os.name == "nt" else "nova-multimodal-mcp")
+    found = str(beside) if beside.exists() else shutil.which("nova-multimodal-mcp")
     if not found:
-        raise SystemExit("nova-mcp-server is not installed: pip install nova-mcp-server (or pip install -e .)")
+        raise SystemExit("nova-multimodal-mcp is not installed: pip install nova-multimodal-mcp (or pip install -e .)")
     return found
 
 

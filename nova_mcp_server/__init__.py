@@ -1,3 +1,3 @@
-"""nova-mcp-server: multimodal retrieval for AI agents over MCP."""
+"""nova-multimodal-mcp: multimodal retrieval for AI agents over MCP."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""One entry point: `nova-mcp-server [serve]` runs the MCP server; `index`, `search`, `jobs`, `indexes` are for people.
+"""One entry point: `nova-multimodal-mcp [serve]` runs the MCP server; `index`, `search`, `jobs`, `indexes` are for people.
 
 Flags override `NOVA_MCP_*` environment variables. In stdio mode nothing but protocol goes to stdout:
 logs go to stderr.
@@ -44,8 +44,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nova-mcp-server", description="Multimodal retrieval MCP server")
-    parser.add_argument("--version", action="version", version=f"nova-mcp-server {__version__}")
+    parser = argparse.ArgumentParser(prog="nova-multimodal-mcp", description="Multimodal retrieval MCP server")
+    parser.add_argument("--version", action="version", version=f"nova-multimodal-mcp {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the MCP server (the default command)")
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as exc:
-        print(f"nova-mcp-server: invalid setting: {exc.errors(include_url=False)[0]['msg']}", file=sys.stderr)
+        print(f"nova-multimodal-mcp: invalid setting: {exc.errors(include_url=False)[0]['msg']}", file=sys.stderr)
         return 2
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return anyio.run(console.run_command, core, args)
     except NovaError as exc:
-        print(f"nova-mcp-server: {exc.text}", file=sys.stderr)
+        print(f"nova-multimodal-mcp: {exc.text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -83,12 +83,12 @@ def _print_report(report: IndexReport) -> None:
     for failure in report.failed:
         out.print(f"  [red]failed[/] {escape(failure.source)}: {escape(failure.reason)}")
     for job in report.jobs:
-        out.print(f"  job {job}: follow with `nova-mcp-server jobs {job}`")
+        out.print(f"  job {job}: follow with `nova-multimodal-mcp jobs {job}`")
 
 
 async def _search(core: Core, args: argparse.Namespace) -> int:
     if (args.query is None) == (args.image is None):
-        err.print("nova-mcp-server search: give a text QUERY or --image FILE (exactly one)")
+        err.print("nova-multimodal-mcp search: give a text QUERY or --image FILE (exactly one)")
         return 2
     image = None
     if args.image:

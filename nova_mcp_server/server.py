@@ -114,7 +114,7 @@ def build_server(core: Core, *, poll_seconds: float = POLL_SECONDS) -> MCPServer
                 tg.cancel_scope.cancel()
 
     mcp = MCPServer(
-        "nova-mcp-server",
+        "nova-multimodal-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,

@@ -204,9 +204,9 @@ def test_without_faster_whisper_audio_says_to_install_the_extra(
     assert not speech.whisper_available()
     with pytest.raises(InvalidInput) as info:
         segments(SPEECH)
-    assert "pip install 'nova-mcp-server[audio]'" in str(info.value)
+    assert "pip install 'nova-multimodal-mcp[audio]'" in str(info.value)
     assert "aws backend" in str(info.value)
-    with pytest.raises(InvalidInput, match=r"nova-mcp-server\[audio\]"):
+    with pytest.raises(InvalidInput, match=r"nova-multimodal-mcp\[audio\]"):
         speech.load_model()
     # a video still gets its key frames; its sound is skipped rather than failing the file
     video = make_video_with_sound(tmp_path / "talk.mp4", SPEECH, (RED,))
@@ -237,7 +237,7 @@ def test_a_size_name_not_downloaded_fails_fast_with_hf_hub_offline(
     text = str(info.value)
     assert "'tiny' is not downloaded yet and HF_HUB_OFFLINE is set" in text
     assert str(tmp_path / "data" / "models" / "whisper") in text  # where it would be downloaded to
-    assert "NOVA_MCP_WHISPER_MODEL" in text and "nova-mcp-server[audio]" in text
+    assert "NOVA_MCP_WHISPER_MODEL" in text and "nova-multimodal-mcp[audio]" in text
     assert not (tmp_path / "data" / "models" / "whisper").exists() or not any(
         (tmp_path / "data" / "models" / "whisper").rglob("model.bin")
     )

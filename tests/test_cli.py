@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fixtures.media import BLUE, RED, make_image
 
-SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
+SCRIPT = str(Path(sys.executable).parent / "nova-multimodal-mcp")
 BAR = "━"  # rich's bar glyph
 CAR = "the red car on the road [/b] and [red] stay literal"
 
@@ -61,7 +61,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Cli:
 
 @pytest.fixture(scope="module")
 def first_index(cli: Cli) -> subprocess.CompletedProcess[str]:
-    """`nova-mcp-server index docs --index docs` with the progress bar forced on."""
+    """`nova-multimodal-mcp index docs --index docs` with the progress bar forced on."""
     return cli("index", str(cli.docs), "--index", "docs", progress=True)
 
 
@@ -132,7 +132,7 @@ def test_search_wants_exactly_one_of_query_and_image(cli: Cli) -> None:
 
 
 def test_jobs_finishes_a_job_a_stopped_server_left_behind(cli: Cli) -> None:
-    """A background index job whose server stopped before running it is completed by `nova-mcp-server jobs`."""
+    """A background index job whose server stopped before running it is completed by `nova-multimodal-mcp jobs`."""
     from nova_mcp_server.core import INDEX_JOB
     from nova_mcp_server.jobs import JobStore
 
@@ -168,3 +168,11 @@ def test_indexes_table_and_json(cli: Cli, first_index: subprocess.CompletedProce
     proc = cli("indexes")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"│ docs +│ 4 +│ 16 +│ local/tiny-clip-test +│", proc.stdout), proc.stdout
+
+
+def test_the_old_script_name_is_an_alias_of_the_new_one() -> None:
+    """`nova-multimodal-mcp` (the distribution's name, what `uvx` runs) and `nova-mcp-server` are the same CLI."""
+    alias = str(Path(SCRIPT).with_name("nova-mcp-server"))
+    new, old = (subprocess.run([s, "--version"], capture_output=True, text=True, timeout=60) for s in (SCRIPT, alias))
+    assert new.returncode == old.returncode == 0, new.stderr + old.stderr
+    assert new.stdout == old.stdout and new.stdout.startswith("nova-multimodal-mcp ")

@@ -1,18 +1,21 @@
 """The client configs in `examples/` start a working server exactly as written, and `examples/client.py` runs.
 
-Each config is parsed and its `command` + `args` + `env` are used as a client would use them, with two
-documented substitutions and a test-only environment overlay:
+Each config is parsed and its `command` + `args` + `env` are used as a client would use them, with one
+checked substitution and a test-only environment overlay:
 
-- **launcher**: the configs say `"command": "uvx", "args": ["nova-mcp-server@latest", ...]` (the published
-  package, awslabs style). Tests have no network and must exercise *this* checkout, so exactly that prefix
-  `uvx nova-mcp-server@latest` is mapped to the venv's installed `nova-mcp-server` console script; any other
-  command fails the test, and every further argument is kept.
+- **launcher**: the configs say `"command": "uvx", "args": ["nova-multimodal-mcp@latest", ...]` (or, on Windows,
+  `uv tool run --from nova-multimodal-mcp@latest nova-multimodal-mcp.exe`). The package they name must be the
+  distribution `[project].name` in `pyproject.toml`, and the command uv runs (for `uvx PKG`, the script named
+  PKG) must be one of that distribution's `[project.scripts]`: a config naming any other package (for example
+  `nova-mcp-server`, an unrelated project on PyPI) fails here. Tests have no network and must exercise *this*
+  checkout, so that script is then run from the venv's installed copy of this distribution; every further
+  argument is kept.
 - **overlay** on top of the config's `env`: `NOVA_MCP_DATA_DIR` (a temp dir), `NOVA_MCP_LOCAL_MODEL_PATH` (the
   tiny CLIP test model; no download), `HF_HUB_OFFLINE=1`, and for the AWS configs `NOVA_MCP_BACKEND=local`,
   because tests have no AWS credentials (their AWS_PROFILE / buckets are kept but unused).
 - for `streamable_http.json` the URL's port 8000 becomes a free port, and `${NOVA_MCP_AUTH_TOKEN}` in its headers
   is expanded from the environment, as Kiro does; the server is started as the README says:
-  `NOVA_MCP_AUTH_TOKEN=... nova-mcp-server --transport streamable-http --port 8000`.
+  `NOVA_MCP_AUTH_TOKEN=... nova-multimodal-mcp --transport streamable-http --port 8000`.
 
 Like real stdio clients, the SDK passes only the config's env plus a few safe variables (HOME, PATH, ...) to the
 server, so nothing leaks in from the test process.
@@ -28,7 +31,9 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,11 +47,13 @@ pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
-PUBLISHED = ["uvx", "nova-mcp-server@latest"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+DIST = PROJECT["name"]
+BIN = Path(sys.executable).parent
+SCRIPT = str(BIN / DIST)
 STDIO_CONFIGS = ["claude_desktop_config.json", "claude_desktop_local.json", "kiro_mcp.json", "amazonq_mcp.json"]
 AWS_CONFIGS = {"claude_desktop_config.json", "kiro_mcp.json", "amazonq_mcp.json"}
-SERVER_NAME = "nova-mcp-server"
+SERVER_NAME = DIST
 
 
 def load_entry(name: str) -> dict[str, Any]:
@@ -57,10 +64,26 @@ def load_entry(name: str) -> dict[str, Any]:
 
 
 def launcher(entry: dict[str, Any]) -> tuple[str, list[str]]:
-    """Map `uvx nova-mcp-server@latest ARGS...` to `<venv>/bin/nova-mcp-server ARGS...`; nothing else is accepted."""
+    """The installed script that the config's uv command would run, and the arguments after it.
+
+    `uvx PKG@VERSION ARGS...` runs the script named PKG from distribution PKG; `uv tool run --from PKG@VERSION
+    SCRIPT[.exe] ARGS...` runs SCRIPT from PKG. PKG must be this project's distribution and SCRIPT one of its
+    console scripts; anything else fails the test.
+    """
     argv = [entry["command"], *entry.get("args", [])]
-    assert argv[:2] == PUBLISHED, f"configs launch the published package with uvx, got {argv}"
-    return SCRIPT, argv[2:]
+    if argv[0] == "uvx":
+        spec, script, rest = argv[1], argv[1].partition("@")[0], argv[2:]
+    elif argv[:4] == ["uv", "tool", "run", "--from"]:
+        spec, script, rest = argv[4], argv[5].removesuffix(".exe"), argv[6:]
+    else:
+        raise AssertionError(f"configs launch the published package with uvx or uv tool run, got {argv}")
+    package, _, version = spec.partition("@")
+    assert package == DIST, f"the config runs the PyPI project {package!r}, but this project is {DIST!r}"
+    assert version == "latest", f"pin nothing or @latest, got {spec!r}"
+    assert script in PROJECT["scripts"], f"{script!r} is not a console script of {DIST}"
+    installed = {ep.name for ep in metadata.distribution(DIST).entry_points if ep.group == "console_scripts"}
+    assert script in installed, f"the venv's {DIST} has no {script!r}: pip install -e . again"
+    return str(BIN / script), rest
 
 
 def overlay(name: str, tmp_path: Path, tiny_model: Path) -> dict[str, str]:

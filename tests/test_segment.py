@@ -324,7 +324,8 @@ def test_local_audio_needs_the_audio_extra(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(media, "whisper_available", lambda: False)
     with pytest.raises(InvalidInput) as info:
         segments(make_wav(tmp_path / "a.wav", seconds=1.0), LOCAL)
-    assert "audio on the local backend needs the audio extra: pip install 'nova-mcp-server[audio]'" in str(info.value)
+    hint = "audio on the local backend needs the audio extra: pip install 'nova-multimodal-mcp[audio]'"
+    assert hint in str(info.value)
 
 
 # ---- video -----------------------------------------------------------------------------------------------------

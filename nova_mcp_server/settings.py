@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, le=256, description="concurrent embedding calls")
 
     # Local
-    local_model: str = Field(default="Qdrant/clip-ViT-B-32", description="fastembed CLIP model family")
+    local_model: str | None = Field(
+        default=None,
+        description="local model family: jinaai/jina-clip-v1 (768-d, reads ~2,000-character chunks) or "
+        "Qdrant/clip-ViT-B-32 (512-d, small); unset: the family of local_model_path, else jinaai/jina-clip-v1",
+    )
     local_model_path: Path | None = Field(
         default=None, description="folder with text/ and vision/ ONNX models; skips any download"
     )

@@ -1,4 +1,9 @@
-"""LocalEmbedder on a tiny hand-made CLIP pair: the real fastembed loading code, no downloads."""
+"""LocalEmbedder on tiny hand-made models in each family's file layout: the real fastembed loading code, no downloads.
+
+The CLIP fixture is laid out like Qdrant/clip-ViT-B-32-{text,vision} (text/ and vision/), the jina fixture like
+the jinaai/jina-clip-v1 repository (onnx/text_model.onnx, onnx/vision_model.onnx, one tokenizer); both load
+through fastembed's own classes for those names. Tests that do not depend on the layout run on both.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ import anyio
 import numpy as np
 import pytest
 from fixtures.tiny_clip import MAX_TOKENS, TINY_MODEL_ID, build_tiny_clip
+from fixtures.tiny_jina_clip import MAX_TOKENS as JINA_MAX_TOKENS
+from fixtures.tiny_jina_clip import TINY_JINA_ID, build_tiny_jina_clip
 from PIL import Image
 
 from nova_mcp_server.embedders.base import Embedder
@@ -36,6 +43,8 @@ from nova_mcp_server.schema import (
 )
 
 DIM = 16
+JINA_DIM = 24
+WINDOW = {"clip": MAX_TOKENS - 2, "jina": JINA_MAX_TOKENS - 2}  # tokens of text each reads ([CLS]/[SEP], BOS/EOS)
 RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 
@@ -45,9 +54,16 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def embedder(tiny_clip: Path) -> LocalEmbedder:
-    """One loaded-on-demand embedder shared by the read-only tests (loading is what the other tests check)."""
-    return LocalEmbedder(model_path=tiny_clip)
+def tiny_jina(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_jina_clip(tmp_path_factory.mktemp("tiny_jina"), dim=JINA_DIM)
+
+
+@pytest.fixture(scope="module", params=["clip", "jina"])
+def embedder(request: pytest.FixtureRequest, tiny_clip: Path, tiny_jina: Path) -> LocalEmbedder:
+    """One loaded-on-demand embedder per family shared by the read-only tests (loading is checked elsewhere)."""
+    embedder = LocalEmbedder(model_path=tiny_clip if request.param == "clip" else tiny_jina)
+    embedder.tag = request.param  # type: ignore[attr-defined]
+    return embedder
 
 
 @pytest.fixture
@@ -102,7 +118,7 @@ def test_construction_imports_and_loads_nothing(tiny_clip: Path) -> None:
     assert out.stdout.strip() == f"not loaded yet|False|{TINY_MODEL_ID}|{DIM}|False|False"
 
 
-def test_info_is_known_before_loading(tiny_clip: Path, tmp_path: Path) -> None:
+def test_info_is_known_before_loading(tiny_clip: Path, tiny_jina: Path, tmp_path: Path) -> None:
     tiny = LocalEmbedder(model_path=tiny_clip)
     assert isinstance(tiny, Embedder)
     assert (tiny.info.provider, tiny.info.model, tiny.info.dimensions, tiny.info.default_dimension) == (
@@ -114,8 +130,14 @@ def test_info_is_known_before_loading(tiny_clip: Path, tmp_path: Path) -> None:
     assert tiny.info.modalities == ["text", "image"] and tiny.info.supports_async is False
 
     real = LocalEmbedder(cache_dir=tmp_path)  # the default family: known from the table, nothing read
-    assert (real.info.model, real.info.dimensions, real.info.max_text_chars) == ("Qdrant/clip-ViT-B-32", [512], 300)
+    assert (real.info.model, real.info.dimensions, real.info.max_text_chars) == ("jinaai/jina-clip-v1", [768], 2000)
     assert real.status() == "not loaded yet"
+    small = LocalEmbedder("qdrant/CLIP-vit-b-32", cache_dir=tmp_path)  # names are case-insensitive
+    assert (small.info.model, small.info.dimensions, small.info.max_text_chars) == ("Qdrant/clip-ViT-B-32", [512], 300)
+
+    jina = LocalEmbedder(model_path=tiny_jina)  # the folder's layout names the family
+    assert (jina.family.name, jina.info.model, jina.info.default_dimension) == ("jinaai/jina-clip-v1", TINY_JINA_ID, 24)
+    assert LocalEmbedder(model_path=tiny_clip).family.name == "Qdrant/clip-ViT-B-32"
 
 
 def test_unknown_family_is_refused_at_construction() -> None:
@@ -220,7 +242,7 @@ async def test_mixed_batch_keeps_order_types_norm_and_dimension(embedder: LocalE
     kinds = [items[0].embedding_type for items in results]
     assert kinds == [EmbeddingType.TEXT, EmbeddingType.IMAGE, EmbeddingType.TEXT, EmbeddingType.IMAGE]
     matrix = np.array([items[0].embedding for items in results])
-    assert matrix.shape == (4, DIM)
+    assert matrix.shape == (4, embedder.dimension)
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
     assert matrix[0] @ matrix[3] > 0.95 and matrix[1] @ matrix[2] > 0.95  # order kept: blue~blue, green~green
     assert all(items[0].truncated_char_length is None for items in results)
@@ -253,7 +275,7 @@ async def test_undecodable_image_is_invalid_input(embedder: LocalEmbedder) -> No
 
 @pytest.mark.anyio
 async def test_long_text_is_truncated_and_reported(embedder: LocalEmbedder) -> None:
-    budget = MAX_TOKENS - 2  # start and end tokens
+    budget = WINDOW[embedder.tag]  # type: ignore[attr-defined]
     head, tail = ["red"] * budget, ["blue"] * 20
     text = " ".join(head + tail)
     cut = len(" ".join(head))
@@ -263,7 +285,7 @@ async def test_long_text_is_truncated_and_reported(embedder: LocalEmbedder) -> N
     assert end[0].truncated_char_length == cut
     assert np.asarray(end[0].embedding) @ (await vectors(embedder, [text_request("red")]))[0] > 0.999
     assert start[0].truncated_char_length == len(" ".join(["red"] * 20)) + 1  # the first 20 words are dropped
-    mixed = (await vectors(embedder, [text_request(" ".join(["red"] * 55 + ["blue"] * 20))]))[0]
+    mixed = (await vectors(embedder, [text_request(" ".join(["red"] * (budget - 20) + ["blue"] * 20))]))[0]
     np.testing.assert_allclose(start[0].embedding, mixed, atol=1e-6)
 
     with pytest.raises(InvalidInput, match=f"reads at most {budget}"):
@@ -369,7 +391,9 @@ async def test_uncached_model_with_no_hub_fails_fast_with_instructions(
     text = error.value.text
     assert "not reachable" in text
     assert "Run once with internet access" in text and str(cache) in text
-    assert "NOVA_MCP_LOCAL_MODEL_PATH" in text and "--local-model-path" in text and "text/ and vision/" in text
+    assert "NOVA_MCP_LOCAL_MODEL_PATH" in text and "--local-model-path" in text
+    assert "onnx/text_model.onnx" in text and "onnx/vision_model.onnx" in text  # the default family's layout
+    assert "Qdrant/clip-ViT-B-32" in text  # the smaller family is offered
     assert embedder.status().startswith("error: ") and not embedder.loaded
 
 
@@ -412,14 +436,28 @@ async def test_model_path_with_missing_files_names_them(tiny_clip: Path, tmp_pat
     assert str(broken) in error.value.text
     assert embedder.status().startswith("error: ")
 
-    with pytest.raises(ModelUnavailable, match="text/model.onnx"):
+    with pytest.raises(ModelUnavailable, match="onnx/text_model.onnx"):  # no layout to read: the default family's
         await LocalEmbedder(model_path=tmp_path / "nowhere").embed([text_request("red")])
+    with pytest.raises(ModelUnavailable, match="text/model.onnx"):
+        await LocalEmbedder("Qdrant/clip-ViT-B-32", model_path=tmp_path / "nowhere").embed([text_request("red")])
+
+
+@pytest.mark.anyio
+async def test_jina_folder_with_missing_files_names_them(tiny_jina: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_jina, broken)
+    (broken / "onnx" / "vision_model.onnx").unlink()
+    (broken / "preprocessor_config.json").unlink()
+    with pytest.raises(ModelUnavailable) as error:
+        await LocalEmbedder(model_path=broken).embed([text_request("red")])
+    assert "onnx/vision_model.onnx, preprocessor_config.json" in error.value.text
+    assert "jinaai/jina-clip-v1" in error.value.text
 
 
 @pytest.mark.anyio
 async def test_a_failed_load_is_retried_on_the_next_call(tiny_clip: Path, tmp_path: Path) -> None:
     folder = tmp_path / "late"
-    embedder = LocalEmbedder(model_path=folder)
+    embedder = LocalEmbedder("Qdrant/clip-ViT-B-32", model_path=folder)
     with pytest.raises(ModelUnavailable):
         await embedder.embed([text_request("red")])
     shutil.copytree(tiny_clip / "text", folder / "text")
@@ -462,12 +500,12 @@ async def test_a_hub_check_that_ignores_its_timeout_is_abandoned(
         release.set()
 
 
-def _fake_hub_cache(cache: Path, tiny_clip: Path) -> None:
-    """Lay the tiny pair out the way huggingface_hub caches the real repositories."""
-    for repo, sub in (("Qdrant/clip-ViT-B-32-text", "text"), ("Qdrant/clip-ViT-B-32-vision", "vision")):
+def _fake_hub_cache(cache: Path, repos: dict[str, Path]) -> None:
+    """Lay tiny models out the way huggingface_hub caches the real repositories ({repo: folder to copy})."""
+    for repo, source in repos.items():
         folder = cache / ("models--" + repo.replace("/", "--"))
         revision = "0" * 40
-        shutil.copytree(tiny_clip / sub, folder / "snapshots" / revision)
+        shutil.copytree(source, folder / "snapshots" / revision)
         (folder / "refs").mkdir()
         (folder / "refs" / "main").write_text(revision)
 
@@ -477,14 +515,16 @@ async def test_a_cached_model_loads_without_the_network(
     tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_hub_env: None
 ) -> None:
     cache = tmp_path / "models"
-    _fake_hub_cache(cache, tiny_clip)
-    embedder = LocalEmbedder(cache_dir=cache)
+    _fake_hub_cache(
+        cache, {"Qdrant/clip-ViT-B-32-text": tiny_clip / "text", "Qdrant/clip-ViT-B-32-vision": tiny_clip / "vision"}
+    )
+    embedder = LocalEmbedder("Qdrant/clip-ViT-B-32", cache_dir=cache)
     monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
     # info says 512 (the real family) before loading, so the 16-d tiny copy is caught after loading
     with pytest.raises(ModelUnavailable, match="produced 16-dimensional vectors, but Qdrant/clip-ViT-B-32"):
         await embedder.embed([text_request("red")])
 
-    embedder = LocalEmbedder(cache_dir=cache)
+    embedder = LocalEmbedder("Qdrant/clip-ViT-B-32", cache_dir=cache)
     embedder.info = embedder.info.model_copy(update={"dimensions": [DIM], "default_dimension": DIM})
     monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
     red = await vectors(embedder, [text_request("red"), image_request(png(RGB["red"]))])
@@ -498,3 +538,17 @@ async def test_a_failing_on_loading_callback_does_not_fail_the_load(tiny_clip: P
 
     embedder = LocalEmbedder(model_path=tiny_clip, on_loading=on_loading)
     assert len((await embedder.embed([text_request("red")]))[0][0].embedding) == DIM
+
+
+@pytest.mark.anyio
+async def test_a_cached_jina_repository_loads_without_the_network(
+    tiny_jina: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_hub_env: None
+) -> None:
+    """Both towers come from the one cached jinaai/jina-clip-v1 snapshot, as fastembed downloads it."""
+    cache = tmp_path / "models"
+    _fake_hub_cache(cache, {"jinaai/jina-clip-v1": tiny_jina})
+    embedder = LocalEmbedder(cache_dir=cache)  # the default family
+    embedder.info = embedder.info.model_copy(update={"dimensions": [JINA_DIM], "default_dimension": JINA_DIM})
+    monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
+    red = await vectors(embedder, [text_request("red"), image_request(png(RGB["red"]))])
+    assert red[0] @ red[1] > 0.95 and embedder.status() == "ready"

@@ -1,4 +1,4 @@
-"""The embedded local default: an open CLIP model (text + image, one space) run by fastembed on ONNX.
+"""The embedded local default: an open CLIP-style model (text + image, one space) run by fastembed on ONNX.
 
 Why this shape:
 - Lazy. Constructing the embedder imports neither fastembed nor onnxruntime and touches no model file, so
@@ -7,17 +7,17 @@ Why this shape:
 - Never hangs offline. A cached model loads from the cache without any network call. Otherwise, unless
   ``HF_HUB_OFFLINE`` is set, a single bounded request asks the hub whether it is reachable before the
   download (fastembed would otherwise retry for ~40 s); when it is not, ``ModelUnavailable`` says how to
-  get the model. ``model_path`` (a folder with ``text/`` and ``vision/``) never touches the network.
+  get the model. ``model_path`` (a folder in the family's layout, see `families`) never touches the network.
 - Answers the Nova request contract: text and image requests; audio, video and S3 sources are refused
-  with a message saying what the local backend does instead. CLIP has one space, so the purpose is
-  accepted and ignored; it has one dimension, which a request may name but not change.
+  with a message saying what the local backend does instead. The families have one space, so the purpose
+  is accepted and ignored; each has one dimension, which a request may name but not change.
+- Reads a text up to the model's token window (not a character guess) and says where it cut
+  (``truncated_char_length``); `measure_texts` tells a caller the token count before embedding.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
-import json
 import logging
 import os
 import threading
@@ -33,50 +33,38 @@ import numpy as np
 from anyio.lowlevel import RunVar
 
 from nova_mcp_server.embedders.base import EmbedderInfo
+from nova_mcp_server.embedders.batching import IMAGE_BATCH, decode_image, prefetched, token_batches
+from nova_mcp_server.embedders.families import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    MODEL_PATH_CONFIG,
+    Family,
+    choose_family,
+    family_for_folder,
+    family_named,
+    read_model_path_config,
+)
 from nova_mcp_server.errors import DimensionMismatch, InvalidInput, ModelUnavailable, NovaError
 from nova_mcp_server.schema import EmbeddingItem, EmbeddingType, SingleEmbeddingRequest, TruncationMode
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
     from tokenizers import Tokenizer
 
+__all__ = ["DEFAULT_FAMILY", "FAMILIES", "Family", "LocalEmbedder", "TextFit", "choose_family"]
+
 log = logging.getLogger(__name__)
-
-DEFAULT_FAMILY = "Qdrant/clip-ViT-B-32"
-MODEL_PATH_CONFIG = "nova-mcp.json"  # optional {"model": str, "dimension": int, "max_text_chars": int} in model_path
-
-# CLIP's text tower reads 77 tokens (75 words/pieces + start and end). English averages ~4 characters per
-# BPE token, so ~300 characters fill the window without routinely losing the end; denser text (code,
-# numbers) is truncated by the tokenizer and reported through truncated_char_length.
-CLIP_MAX_TEXT_CHARS = 300
 
 OnLoading = Callable[[str], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
-class Family:
-    """A fastembed text/vision pair that embeds into one space."""
+class TextFit:
+    """How a text fits the model's window: what a caller reports when a query is cut."""
 
-    text: str  # fastembed TextEmbedding model name
-    vision: str  # fastembed ImageEmbedding model name
-    dimension: int
-    max_text_chars: int
-    download_gb: float  # shown to the user before the first download
-    text_files: tuple[str, ...] = ("model.onnx", "tokenizer.json", "tokenizer_config.json")
-    vision_files: tuple[str, ...] = ("model.onnx", "preprocessor_config.json")
-
-
-# Names and dimensions as listed by fastembed 0.9 (fastembed/text/clip_embedding.py and
-# fastembed/image/onnx_embedding.py). Adding a pair here is all another family needs.
-FAMILIES: dict[str, Family] = {
-    "qdrant/clip-vit-b-32": Family(
-        text="Qdrant/clip-ViT-B-32-text",
-        vision="Qdrant/clip-ViT-B-32-vision",
-        dimension=512,
-        max_text_chars=CLIP_MAX_TEXT_CHARS,
-        download_gb=0.6,
-    ),
-}
+    tokens: int  # the text's tokens, special tokens excluded
+    max_tokens: int  # the most tokens of text the model reads (window minus special tokens)
+    truncated: bool
+    kept_chars: int  # characters embedded with truncationMode END: len(text) when not truncated
 
 
 @dataclass
@@ -88,11 +76,11 @@ class _Loaded:
 
 
 class LocalEmbedder:
-    """CLIP text + image embeddings on this machine; implements the `Embedder` protocol."""
+    """Text + image embeddings on this machine; implements the `Embedder` protocol."""
 
     def __init__(
         self,
-        model: str = DEFAULT_FAMILY,
+        model: str | None = None,
         *,
         model_path: Path | str | None = None,
         cache_dir: Path | str | None = None,
@@ -103,21 +91,22 @@ class LocalEmbedder:
     ) -> None:
         """Cheap: validates names and reads at most ``model_path/nova-mcp.json``; loads nothing.
 
-        ``model``: fastembed CLIP family (``<family>-text`` / ``<family>-vision``). ``model_path``: folder with
-        ``text/`` and ``vision/`` ONNX models, loaded with no download. ``cache_dir``: where weights are
-        downloaded on first use. ``on_loading(message)``: called (sync or async, in the caller's event loop)
-        when the first call starts loading and again before a download, so the caller can tell the user.
-        ``threads``: onnxruntime threads (None: all cores). ``max_concurrency``: inference calls at once
-        (ONNX already uses every core, so 1-2). ``hub_timeout``: seconds the reachability check may take.
+        ``model``: a family from `families.FAMILIES` (None: the one ``model_path`` holds, else the default,
+        jinaai/jina-clip-v1). ``model_path``: a folder in the family's layout, loaded with no download.
+        ``cache_dir``: where weights are downloaded on first use. ``on_loading(message)``: called (sync or
+        async, in the caller's event loop) when the first call starts loading and again before a download, so
+        the caller can tell the user. ``threads``: onnxruntime threads (None: all cores). ``max_concurrency``:
+        inference calls at once (ONNX already uses every core, so 1-2). ``hub_timeout``: seconds the
+        reachability check may take.
         """
-        family = FAMILIES.get(model.lower())
-        if family is None:
-            raise InvalidInput(
-                f"Unknown local model family '{model}'.",
-                f"Use one of: {', '.join(f.text.removesuffix('-text') for f in FAMILIES.values())}.",
-            )
-        self.family = family
         self.model_path = Path(model_path).expanduser() if model_path is not None else None
+        if model:
+            family = family_named(model)
+        elif self.model_path is not None:
+            family = family_for_folder(self.model_path)
+        else:
+            family = family_named(DEFAULT_FAMILY)
+        self.family = family
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.on_loading = on_loading
         self.threads = threads
@@ -125,7 +114,7 @@ class LocalEmbedder:
         self._max_concurrency = max_concurrency
         self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"nova_local_embedder_{id(self)}")
 
-        model_id, dimension, max_chars = model, family.dimension, family.max_text_chars
+        model_id, dimension, max_chars = family.name, family.dimension, family.max_text_chars
         if self.model_path is not None:
             model_id, dimension, max_chars = self._read_model_path_config(model_id, dimension, max_chars)
         self.info = EmbedderInfo(
@@ -235,16 +224,39 @@ class LocalEmbedder:
         out: dict[int, EmbeddingItem] = {}
         if texts:
             prepared = [self._fit_text(loaded, i, text, mode) for i, text, mode in texts]
-            vectors = self._run(loaded.text, [text for text, _ in prepared], batch_size=32)
-            for (i, _, _), (_, cut), vector in zip(texts, prepared, vectors, strict=True):
-                out[i] = EmbeddingItem(embedding_type=EmbeddingType.TEXT, embedding=vector, truncated_char_length=cut)
-        for start in range(0, len(images), 16):  # decode a batch at a time to bound memory
-            chunk = images[start : start + 16]
-            pictures = [_decode_image(i, raw) for i, raw in chunk]
-            vectors = self._run(loaded.vision, pictures, batch_size=16)
+            for batch in token_batches([tokens for _, _, tokens in prepared]):
+                vectors = self._run(loaded.text, [prepared[j][0] for j in batch], batch_size=len(batch))
+                for j, vector in zip(batch, vectors, strict=True):
+                    out[texts[j][0]] = EmbeddingItem(
+                        embedding_type=EmbeddingType.TEXT, embedding=vector, truncated_char_length=prepared[j][1]
+                    )
+        chunks = [images[start : start + IMAGE_BATCH] for start in range(0, len(images), IMAGE_BATCH)]
+        # the next chunk decodes in a helper thread while the model runs this one; one chunk in memory ahead
+        for chunk, pictures in prefetched(chunks, lambda c: (c, [decode_image(i, raw) for i, raw in c])):
+            vectors = self._run(loaded.vision, pictures, batch_size=len(pictures))
             for (i, _), vector in zip(chunk, vectors, strict=True):
                 out[i] = EmbeddingItem(embedding_type=EmbeddingType.IMAGE, embedding=vector)
         return out
+
+    async def measure_texts(self, texts: Sequence[str]) -> list[TextFit]:
+        """Token counts of ``texts`` against the model's window (loads the model on first use).
+
+        For reporting: `embed` with truncationMode END embeds exactly ``text[:kept_chars]`` and reports that
+        length as ``truncated_char_length`` when it cuts.
+        """
+        if self._loaded is None:
+            await anyio.to_thread.run_sync(self._load_once)
+        loaded = self._loaded
+        assert loaded is not None
+        return [self._measure(loaded, text) for text in texts]
+
+    def _measure(self, loaded: _Loaded, text: str) -> TextFit:
+        if loaded.counter is None:  # fastembed hid its tokenizer: it still truncates, we cannot say where
+            return TextFit(tokens=0, max_tokens=0, truncated=False, kept_chars=len(text))
+        encoding = loaded.counter.encode(text, add_special_tokens=False)
+        n, budget = len(encoding.ids), loaded.content_tokens
+        kept = len(text) if n <= budget else encoding.offsets[budget - 1][1]
+        return TextFit(tokens=n, max_tokens=budget, truncated=n > budget, kept_chars=kept)
 
     def _run(self, model: Any, inputs: list[Any], batch_size: int) -> list[list[float]]:
         try:
@@ -263,25 +275,25 @@ class LocalEmbedder:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return (matrix / np.maximum(norms, 1e-12)).tolist()
 
-    def _fit_text(self, loaded: _Loaded, i: int, text: str, mode: TruncationMode) -> tuple[str, int | None]:
-        """Cut text the model cannot read, per the request's truncation mode; return (text, cut position)."""
+    def _fit_text(self, loaded: _Loaded, i: int, text: str, mode: TruncationMode) -> tuple[str, int | None, int]:
+        """Cut text the model cannot read, per the request's truncation mode: (text, cut position, tokens)."""
         if loaded.counter is None:
-            return text, None
+            return text, None, max(1, len(text) // 4)  # fastembed truncates; ~4 chars a token for batching
         encoding = loaded.counter.encode(text, add_special_tokens=False)
         n, budget = len(encoding.ids), loaded.content_tokens
         if n <= budget:
-            return text, None
+            return text, None, n
         if mode == TruncationMode.NONE:
             raise InvalidInput(
                 f"Request {i}: the text is {n} tokens; the local model {self.info.model} reads at most {budget} "
-                f"(about {self.info.max_text_chars} characters) and truncationMode is NONE.",
+                f"(about {self.info.max_text_chars} characters are indexed per chunk) and truncationMode is NONE.",
                 "Split the text into shorter chunks, or use truncationMode END or START.",
             )
         if mode == TruncationMode.START:  # keep the end; report where the kept text begins
             cut = encoding.offsets[n - budget][0]
-            return text[cut:], cut
+            return text[cut:], cut, budget
         cut = encoding.offsets[budget - 1][1]
-        return text[:cut], cut
+        return text[:cut], cut, budget
 
     # ---- loading -----------------------------------------------------------------------------------------
 
@@ -309,8 +321,9 @@ class LocalEmbedder:
         common: dict[str, Any] = {"threads": self.threads}
         if self.model_path is not None:
             self._check_model_path()
-            text = TextEmbedding(self.family.text, specific_model_path=str(self.model_path / "text"), **common)
-            vision = ImageEmbedding(self.family.vision, specific_model_path=str(self.model_path / "vision"), **common)
+            text_dir, vision_dir = self.model_path / self.family.text_dir, self.model_path / self.family.vision_dir
+            text = TextEmbedding(self.family.text, specific_model_path=str(text_dir), **common)
+            vision = ImageEmbedding(self.family.vision, specific_model_path=str(vision_dir), **common)
             return self._finish(text, vision)
 
         cache = str(self.cache_dir) if self.cache_dir is not None else None
@@ -343,43 +356,35 @@ class LocalEmbedder:
 
     def _finish(self, text: Any, vision: Any) -> _Loaded:
         """Prepare the token counter; check the text tower's real dimension once."""
-        counter, content_tokens = _token_counter(text)
+        counter, content_tokens = _token_counter(text, self.family.max_tokens)
         loaded = _Loaded(text=text, vision=vision, counter=counter, content_tokens=content_tokens)
         self._run(text, ["dimension check"], batch_size=1)  # raises ModelUnavailable on a mismatch
         return loaded
 
     def _check_model_path(self) -> None:
         assert self.model_path is not None
-        missing = [
-            f"{sub}/{name}"
-            for sub, names in (("text", self.family.text_files), ("vision", self.family.vision_files))
-            for name in names
-            if not (self.model_path / sub / name).is_file()
-        ]
+        missing = self.family.missing_files(self.model_path)
         if missing:
             raise ModelUnavailable(
-                f"The local model folder {self.model_path} is missing {', '.join(missing)}.",
-                f"It needs text/ ({', '.join(self.family.text_files)}) and vision/ "
-                f"({', '.join(self.family.vision_files)}) as in the {self.family.text} and {self.family.vision} "
-                "repositories; fix the folder or unset NOVA_MCP_LOCAL_MODEL_PATH / --local-model-path.",
+                f"The local model folder {self.model_path} ({self.family.name} layout) is missing "
+                f"{', '.join(missing)}.",
+                f"It needs {self.family.describe_layout()}; fix the folder or unset NOVA_MCP_LOCAL_MODEL_PATH / "
+                "--local-model-path.",
             )
 
     def _read_model_path_config(self, model_id: str, dimension: int, max_chars: int) -> tuple[str, int, int]:
         assert self.model_path is not None
-        path = self.model_path / MODEL_PATH_CONFIG
-        if not path.is_file():
-            return model_id, dimension, max_chars
+        data = read_model_path_config(self.model_path)
         try:
-            data = json.loads(path.read_text())
             return (
                 str(data.get("model", model_id)),
-                int(data.get("dimension", dimension)),
-                int(data.get("max_text_chars", max_chars)),
+                int(data.get("dimension", dimension)),  # type: ignore[call-overload]
+                int(data.get("max_text_chars", max_chars)),  # type: ignore[call-overload]
             )
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise InvalidInput(
-                f"{path} is not valid: {exc}.",
-                'It holds {"model": "<name>", "dimension": <int>, "max_text_chars": <int>}, every key optional.',
+                f"{self.model_path / MODEL_PATH_CONFIG} is not valid: {exc}.",
+                '"dimension" and "max_text_chars" are whole numbers.',
             ) from exc
 
     def _unavailable(self, why: str) -> ModelUnavailable:
@@ -387,8 +392,9 @@ class LocalEmbedder:
         return ModelUnavailable(
             f"The local model {self.info.model} is not downloaded yet and {why}.",
             f"Run once with internet access to download it (~{self.family.download_gb} GB) into {where}, or set "
-            "NOVA_MCP_LOCAL_MODEL_PATH / --local-model-path to a folder with text/ and vision/ ONNX models "
-            f"(copies of the {self.family.text} and {self.family.vision} repositories).",
+            "NOVA_MCP_LOCAL_MODEL_PATH / --local-model-path to a folder with "
+            f"{self.family.describe_layout()}; or choose another family with NOVA_MCP_LOCAL_MODEL "
+            f"({', '.join(f.name for f in FAMILIES.values())}).",
         )
 
     def _hub_unreachable(self) -> str | None:
@@ -463,9 +469,10 @@ class _quiet_fastembed:
             pass
 
 
-def _token_counter(text_model: Any) -> tuple[Tokenizer | None, int]:
+def _token_counter(text_model: Any, max_tokens: int) -> tuple[Tokenizer | None, int]:
     """A copy of the model's tokenizer without truncation/padding, and the tokens a text may use.
 
+    The window is the tokenizer's own limit or the family's cap, whichever is lower, less the special tokens.
     fastembed keeps the tokenizer on ``TextEmbedding.model.tokenizer``; if a future version moves it,
     truncation still happens inside fastembed, we just cannot report where.
     """
@@ -478,19 +485,5 @@ def _token_counter(text_model: Any) -> tuple[Tokenizer | None, int]:
     counter.no_truncation()
     counter.no_padding()
     specials = len(counter.encode("a").ids) - len(counter.encode("a", add_special_tokens=False).ids)
-    return counter, max(1, int(tokenizer.truncation["max_length"]) - specials)
-
-
-def _decode_image(i: int, raw: bytes) -> Image:
-    """Bytes -> RGB PIL image; big JPEGs decode at a reduced scale (CLIP looks at 224 px anyway)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(raw))
-        image.draft("RGB", (448, 448))
-        return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidInput(
-            f"Request {i}: the image could not be decoded ({exc}).",
-            "Send a PNG, JPEG, GIF or WebP file.",
-        ) from exc
+    window = min(int(tokenizer.truncation["max_length"]), max_tokens)
+    return counter, max(1, window - specials)

@@ -34,7 +34,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,7 +51,14 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DIST = PROJECT["name"]
 BIN = Path(sys.executable).parent
 SCRIPT = str(BIN / DIST)
-STDIO_CONFIGS = ["claude_desktop_config.json", "claude_desktop_local.json", "kiro_mcp.json", "amazonq_mcp.json"]
+STDIO_CONFIGS = [
+    "claude_desktop_config.json",
+    "claude_desktop_local.json",
+    "claude_desktop_windows.json",
+    "kiro_mcp.json",
+    "kiro-power/mcp.json",
+    "amazonq_mcp.json",
+]
 AWS_CONFIGS = {"claude_desktop_config.json", "kiro_mcp.json", "amazonq_mcp.json"}
 SERVER_NAME = DIST
 
@@ -71,7 +78,9 @@ def launcher(entry: dict[str, Any]) -> tuple[str, list[str]]:
     console scripts; anything else fails the test.
     """
     argv = [entry["command"], *entry.get("args", [])]
-    if argv[0] == "uvx":
+    program = PureWindowsPath(argv[0]).name.removesuffix(".exe")  # a bare name or an absolute path (Windows)
+    argv[0] = program
+    if program == "uvx":
         spec, script, rest = argv[1], argv[1].partition("@")[0], argv[2:]
     elif argv[:4] == ["uv", "tool", "run", "--from"]:
         spec, script, rest = argv[4], argv[5].removesuffix(".exe"), argv[6:]
@@ -132,7 +141,7 @@ async def test_stdio_config_starts_the_server(name: str, tmp_path: Path, tiny_mo
     # Kiro's autoApprove may only name tools that exist and never write or delete.
     for tool in entry.get("autoApprove", []):
         assert tool in tools and tools[tool].annotations.read_only_hint, f"{name}: auto-approves {tool}"
-    if name == "kiro_mcp.json":
+    if name.startswith("kiro"):
         assert entry["disabled"] is False and entry["autoApprove"]
     if name == "amazonq_mcp.json":
         assert isinstance(entry["timeout"], int) and entry["timeout"] >= 60_000  # milliseconds

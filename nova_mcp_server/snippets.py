@@ -4,10 +4,11 @@ Why: a chunk's first characters are rarely the part that matched (measured on ma
 chunk showed the matching sentence in 32 of 92 found answers). An agent deciding whether to read a hit needs
 the matching sentence, on one line, with a little context, and a character range it can ask `fetch` about.
 
-Pure: text and query in, a `Snippet` out. Sentences are scored lexically (query terms present, weighted by
+`best_snippet` is pure: text and query in, a `Snippet` out. Sentences are scored lexically (query terms present, weighted by
 how rare they are among the segment's sentences, prefixes for plurals and verb forms, a bonus for adjacent
 query terms). A caller that has the query's vector may pass semantic scores per sentence too
-(`sentence_spans` gives the sentences to embed); they are blended with the lexical ones.
+(`sentence_spans` gives the sentences to embed); they are blended with the lexical ones. `semantic_snippet`
+does that with an `Embedder` and the query's vector, in one bounded embed call.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nova_mcp_server.embedders.base import Embedder
 
 DEFAULT_MAX_CHARS = 240
 ELLIPSIS = "…"
@@ -226,3 +231,49 @@ def _one_line(text: str, start: int, end: int, max_chars: int) -> str:
     body = " ".join(text[start:end].split())
     line = (ELLIPSIS if start > 0 else "") + body + (ELLIPSIS if end < len(text.rstrip()) else "")
     return line if len(line) <= max_chars else line[: max_chars - 1] + ELLIPSIS
+
+
+MAX_SEMANTIC_SENTENCES = 24  # per hit: bounds the embedding calls a snippet may cost
+
+
+async def semantic_snippet(
+    embedder: Embedder,
+    text: str,
+    query: str,
+    query_vector: Sequence[float],
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    dimension: int | None = None,
+) -> Snippet:
+    """`best_snippet` with sentence scores from ``embedder`` (the query's own vector, no re-embedding of it).
+
+    Costs one `embed` call with at most `MAX_SEMANTIC_SENTENCES` short texts; sentences past that score 0
+    semantically (they can still win lexically). ``dimension``: what the index was built with, for Nova.
+    """
+    from nova_mcp_server.schema import EmbeddingPurpose, SingleEmbeddingParams, SingleEmbeddingRequest, TextInput
+
+    spans = sentence_spans(text)
+    if len(spans) < 2:
+        return best_snippet(text, query, max_chars=max_chars)
+    chosen = spans[:MAX_SEMANTIC_SENTENCES]
+    extra: dict[str, object] = {} if dimension is None else {"embedding_dimension": dimension}
+    requests = [
+        SingleEmbeddingRequest(
+            single_embedding_params=SingleEmbeddingParams(
+                embedding_purpose=EmbeddingPurpose.GENERIC_INDEX,
+                text=TextInput(value=" ".join(text[s:e].split())),
+                **extra,  # type: ignore[arg-type]
+            )
+        )
+        for s, e in chosen
+    ]
+    results = await embedder.embed(requests)
+    q = [float(x) for x in query_vector]
+    qn = math.sqrt(sum(x * x for x in q)) or 1.0
+    scores = []
+    for items in results:
+        v = items[0].embedding
+        vn = math.sqrt(sum(x * x for x in v)) or 1.0
+        scores.append(sum(a * b for a, b in zip(q, v, strict=False)) / (qn * vn))
+    scores += [0.0] * (len(spans) - len(chosen))
+    return best_snippet(text, query, max_chars=max_chars, semantic_scores=scores)

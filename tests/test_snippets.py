@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nova_mcp_server.snippets import ELLIPSIS, best_snippet, query_terms, sentence_spans
@@ -81,3 +83,31 @@ def test_semantic_scores_can_pick_a_paraphrase() -> None:
     assert text[semantic.sentence_start : semantic.sentence_end] == "The feline rests all day."
     with pytest.raises(ValueError, match="3 sentences"):
         best_snippet(text, "x", semantic_scores=[0.1] * (len(spans) - 1))
+
+
+@pytest.mark.anyio
+async def test_semantic_snippet_scores_sentences_with_the_embedder(tmp_path: Path) -> None:
+    """On the tiny CLIP model: 'crimson' is not in the text, but its vector is red's; the red sentence wins."""
+    from fixtures.tiny_clip import build_tiny_clip
+
+    from nova_mcp_server.embedders.local import LocalEmbedder
+    from nova_mcp_server.snippets import semantic_snippet
+
+    embedder = LocalEmbedder(model_path=build_tiny_clip(tmp_path / "clip"))
+    text = "The sky is blue today. A red car stands near the house. Green grass grows."
+    red = (await embedder.embed([_text_request("red")]))[0][0].embedding
+    snippet = await semantic_snippet(embedder, text, "crimson", red, max_chars=40)
+    assert text[snippet.sentence_start : snippet.sentence_end] == "A red car stands near the house."
+    assert best_snippet(text, "crimson", max_chars=40).score == 0  # lexically nothing matched
+    one = await semantic_snippet(embedder, "Only one sentence.", "x", red)
+    assert one.text == "Only one sentence."
+
+
+def _text_request(value: str):  # type: ignore[no-untyped-def]
+    from nova_mcp_server.schema import EmbeddingPurpose, SingleEmbeddingParams, SingleEmbeddingRequest, TextInput
+
+    return SingleEmbeddingRequest(
+        single_embedding_params=SingleEmbeddingParams(
+            embedding_purpose=EmbeddingPurpose.GENERIC_RETRIEVAL, text=TextInput(value=value)
+        )
+    )

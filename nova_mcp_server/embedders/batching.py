@@ -75,9 +75,9 @@ def decode_image(i: int, raw: bytes) -> Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.draft("RGB", (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
-        image = image.convert("RGB")
+        opened = Image.open(io.BytesIO(raw))
+        opened.draft("RGB", (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
+        image = opened.convert("RGB")
         factor = min(image.size) // DECODE_MIN_SIDE
         return image.reduce(factor) if factor >= 2 else image
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from nova_mcp_server.core import Core
 from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.ingest.limits import Limits
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
@@ -46,6 +47,7 @@ def build_ingest(settings: Settings, s3_client: object = None) -> Ingest:
         download_dir=settings.data_dir / "downloads",
         segment_seconds=settings.segment_seconds,
         s3_client=s3_client,
+        limits=Limits.from_settings(settings),
     )
 
 

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"])
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--allowed-host", action="append", dest="allowed_hosts", help="Host header to accept; repeatable"
+    )
+    serve.add_argument("--allowed-origin", action="append", dest="allowed_origins", help="Origin to accept; repeatable")
     serve.add_argument("--read-only", action="store_true", default=None, help="hide tools that write or delete")
 
     index = sub.add_parser("index", help="index files, folders or s3:// URIs")
@@ -107,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command == "serve" and settings.transport != "stdio":
+            from nova_mcp_server.http import check_http_settings
+
+            check_http_settings(settings)  # before anything loads: refuse an exposed bind at once
         from nova_mcp_server.backends import build_core
 
         core = build_core(settings)

@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     # Security
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=lambda: [Path.cwd()], description="folders files may be read from"
+        default_factory=list,
+        description="folders files may be read from, besides the client's MCP roots; none by default (never the "
+        "working directory)",
     )
     allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="S3 buckets that may be read (empty: any)"
@@ -76,9 +78,29 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "WARNING"
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values HTTP clients may send (e.g. mcp.example.com:*); required for a "
+        "non-loopback bind",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origin header values browser clients may send over HTTP"
+    )
+
+    # Bounds on one call's work (each answered with a clear reason when reached)
+    max_files_per_call: int = Field(default=2000, ge=1, description="files one index_content call takes")
+    max_folder_depth: int = Field(default=32, ge=1, le=4096, description="folder levels walked below a named folder")
+    max_file_bytes: int = Field(default=2 << 30, ge=1, description="largest file read, in bytes (2 GiB)")
+    max_text_bytes: int = Field(default=32 << 20, ge=1, description="largest text file read, in bytes (32 MiB)")
+    max_pdf_pages: int = Field(default=500, ge=1, description="pages of one PDF indexed")
+    max_media_seconds: float = Field(default=4 * 3600, gt=0, description="longest audio or video indexed, seconds")
 
     _split_roots = field_validator("allowed_roots", "allowed_buckets", mode="before")(
         classmethod(lambda cls, v: _split(v))
+    )
+    # Hosts carry ports ("example.com:*"), so only commas separate them, never os.pathsep.
+    _split_hosts = field_validator("allowed_hosts", "allowed_origins", mode="before")(
+        classmethod(lambda cls, v: [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v)
     )
 
     @field_validator("dimension")

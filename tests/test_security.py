@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from support import local_core, make_settings, nova_core
 from test_transports import SCRIPT, free_port, server_env
 
-from nova_mcp_server.http import build_http_app
+from nova_mcp_server.http import MIN_TOKEN_CHARS, HttpSettingsError, build_http_app, check_http_settings
 from nova_mcp_server.server import build_server
 from nova_mcp_server.settings import Settings
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 WRITERS = {"index_content", "create_index", "delete_index", "delete_content"}
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-TOKEN = "tok-9f8e7d6c5b4a-very-secret"
+TOKEN = "tok-9f8e7d6c5b4a-very-secret-3c2b1a0f9e8d"  # >= 32 characters, as required
 
 
 # ---- files and buckets --------------------------------------------------------------------------------------
@@ -189,6 +189,76 @@ async def test_bearer_token_is_required_when_configured(tmp_path: Path, tiny_mod
             response = await http.post(path, json=INIT, headers={**ACCEPT, **headers})
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
             assert TOKEN not in response.text
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short", "x" * (MIN_TOKEN_CHARS - 1)])
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_empty_or_short_tokens_are_refused(tmp_path: Path, token: str, host: str) -> None:
+    settings = make_settings(tmp_path, transport="streamable-http", host=host, auth_token=token, allowed_hosts=["h:*"])
+    with pytest.raises(HttpSettingsError, match=f"at least {MIN_TOKEN_CHARS} characters"):
+        check_http_settings(settings)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "mcp.example.com"])
+def test_a_non_loopback_bind_needs_a_token_and_allowed_hosts(tmp_path: Path, host: str) -> None:
+    bare = make_settings(tmp_path, transport="streamable-http", host=host)
+    with pytest.raises(HttpSettingsError, match="needs a bearer token"):
+        check_http_settings(bare)
+    no_hosts = make_settings(tmp_path, transport="streamable-http", host=host, auth_token=TOKEN)
+    with pytest.raises(HttpSettingsError, match="NOVA_MCP_ALLOWED_HOSTS"):
+        check_http_settings(no_hosts)
+    check_http_settings(make_settings(tmp_path, host=host, auth_token=TOKEN, allowed_hosts=["mcp.example.com:*"]))
+    for loopback in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_http_settings(make_settings(tmp_path, transport="streamable-http", host=loopback))
+
+
+def test_the_console_script_refuses_an_exposed_bind_before_serving(tmp_path: Path, tiny_model: Path) -> None:
+    env = server_env(tmp_path, tiny_model)
+    for extra, expected in (
+        ({}, "needs a bearer token"),
+        ({"NOVA_MCP_AUTH_TOKEN": ""}, "NOVA_MCP_AUTH_TOKEN is empty"),
+        ({"NOVA_MCP_AUTH_TOKEN": TOKEN}, "NOVA_MCP_ALLOWED_HOSTS"),
+    ):
+        done = subprocess.run(
+            [SCRIPT, "--transport", "streamable-http", "--host", "0.0.0.0", "--port", str(free_port())],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and expected in done.stderr, done.stderr
+        assert TOKEN not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_non_loopback_bind_checks_host_and_origin_against_the_named_lists(
+    tmp_path: Path, tiny_model: Path, transport: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        local_model_path=tiny_model,
+        transport=transport,
+        host="0.0.0.0",
+        auth_token=TOKEN,
+        allowed_hosts=["mcp.example.com:*"],
+        allowed_origins=["https://app.example.com"],
+    )
+    app = build_http_app(build_server(local_core(tmp_path, tiny_model), poll_seconds=0), settings)
+    path = "/mcp" if transport == "streamable-http" else "/messages/?session_id=0123456789abcdef0123456789abcdef"
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with serving(app) as http:
+        foreign = await http.post(path, json=INIT, headers={**ACCEPT, **auth, "host": "evil.example:8000"})
+        assert foreign.status_code == 421
+        bad_origin = await http.post(
+            path, json=INIT, headers={**ACCEPT, **auth, "host": "mcp.example.com:8000", "origin": "http://evil.example"}
+        )
+        assert bad_origin.status_code == 403
+        named = await http.post(
+            path,
+            json=INIT,
+            headers={**ACCEPT, **auth, "host": "mcp.example.com:8000", "origin": "https://app.example.com"},
+        )
+        assert named.status_code not in (401, 403, 421)  # past the checks (SSE: the unknown session is 404)
 
 
 def wait_for_port(proc: subprocess.Popen[bytes], port: int) -> None:

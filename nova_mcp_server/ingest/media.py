@@ -11,19 +11,20 @@ from __future__ import annotations
 import bisect
 import io
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
 from PIL import Image
 
 from nova_mcp_server.embedders.base import EmbedderInfo
-from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.errors import InvalidInput, LimitExceeded
 from nova_mcp_server.ingest import speech
 from nova_mcp_server.ingest.model import Segment
 from nova_mcp_server.ingest.sniff import NOVA_AUDIO_FORMATS, NOVA_VIDEO_FORMATS
@@ -31,7 +32,7 @@ from nova_mcp_server.ingest.speech import AUDIO_EXTRA_HINT, whisper_available
 from nova_mcp_server.ingest.text import snippet as text_snippet
 from nova_mcp_server.schema import MAX_SYNC_BODY_BYTES, MAX_SYNC_MEDIA_SECONDS, Modality
 
-MediaInput = Path | bytes
+MediaInput = Path | bytes | BinaryIO  # a path, the bytes, or the one open file (read from offset 0)
 
 MAX_VIDEO_SIDE = 1280  # re-encoded windows: 720p-class is plenty for an embedding and keeps requests small
 MAX_VIDEO_FPS = 30
@@ -57,7 +58,13 @@ class MediaInfo:
 def _open(src: MediaInput) -> Iterator[Any]:
     """Open media for reading; FFmpeg errors (while opening or decoding) become InvalidInput."""
     try:
-        container = av.open(io.BytesIO(src) if isinstance(src, bytes) else str(src), mode="r")
+        if isinstance(src, bytes):
+            container = av.open(io.BytesIO(src), mode="r")
+        elif isinstance(src, Path):
+            container = av.open(str(src), mode="r")
+        else:
+            src.seek(0)
+            container = av.open(src, mode="r")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"corrupt or truncated media: {_reason(exc)}") from None
     try:
@@ -153,9 +160,16 @@ def _clock(t: float) -> str:
 # ---- entry point ---------------------------------------------------------------------------------------------
 
 
-def media_segments(src: MediaInput, fmt: str, info: EmbedderInfo, *, segment_seconds: int = 10) -> Iterator[Segment]:
+def media_segments(
+    src: MediaInput, fmt: str, info: EmbedderInfo, *, segment_seconds: int = 10, max_seconds: float | None = None
+) -> Iterator[Segment]:
     """Segments of an audio or video source for ``info``'s embedder (see the module docstring)."""
     meta = probe(src)
+    if max_seconds is not None and meta.duration > max_seconds:
+        raise LimitExceeded(
+            f"media lasts {meta.duration:,.0f} s; at most {max_seconds:,.0f} s are indexed per file.",
+            "Cut it into parts, or raise NOVA_MCP_MAX_MEDIA_SECONDS.",
+        )
     kind = "video" if meta.has_video else "audio"
     modality = Modality.VIDEO if meta.has_video else Modality.AUDIO
     if kind in info.modalities:
@@ -187,11 +201,9 @@ def _nova_segments(
     limit = info.max_sync_media_seconds or MAX_SYNC_MEDIA_SECONDS
     native = NOVA_VIDEO_FORMATS if kind == "video" else NOVA_AUDIO_FORMATS
     if meta.duration <= limit:
-        raw = src if isinstance(src, bytes) else None
-        size = len(raw) if raw is not None else Path(src).stat().st_size
+        size = _size_of(src)
         if fmt in native and size <= MAX_INLINE_RAW:
-            raw = raw if raw is not None else Path(src).read_bytes()
-            yield _media_segment(0, modality, kind, raw, fmt, 0.0, meta.duration)
+            yield _media_segment(0, modality, kind, _read_all(src), fmt, 0.0, meta.duration)
             return
         wins = [(0.0, round(meta.duration, 3))]
     else:
@@ -205,6 +217,23 @@ def _nova_segments(
         ordinal += 1
     if ordinal == 0:
         raise InvalidInput("media has no decodable frames.")
+
+
+def _size_of(src: MediaInput) -> int:
+    if isinstance(src, bytes):
+        return len(src)
+    if isinstance(src, Path):
+        return src.stat().st_size
+    return os.fstat(src.fileno()).st_size
+
+
+def _read_all(src: MediaInput) -> bytes:
+    if isinstance(src, bytes):
+        return src
+    if isinstance(src, Path):
+        return src.read_bytes()
+    src.seek(0)
+    return src.read()
 
 
 def _media_segment(

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from nova_mcp_server.ingest.opening import FileIdentity
 from nova_mcp_server.schema import (
     AudioInput,
     DetailLevel,
@@ -38,6 +39,8 @@ class SourceRef(BaseModel):
     content_hash: str  # sha256 hex of the bytes
     local_path: Path | None = None  # readable file on disk (files, downloaded S3 objects)
     data: bytes | None = None  # inline content when there is no file
+    root: Path | None = None  # the allowed root (or download folder) local_path is opened beneath
+    identity: FileIdentity | None = None  # inode, size and mtime when hashed: reading checks it is still that file
 
 
 class Segment(BaseModel):

@@ -11,11 +11,12 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pypdfium2 as pdfium
 
 from nova_mcp_server.embedders.base import EmbedderInfo
-from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.errors import InvalidInput, LimitExceeded
 from nova_mcp_server.ingest.model import Segment
 from nova_mcp_server.ingest.text import text_segments
 from nova_mcp_server.schema import DetailLevel, Modality
@@ -25,7 +26,7 @@ MAX_PAGE_PIXELS = 2048  # longest side; posters and huge scans are rendered smal
 PDFIUM_LOCK = threading.RLock()
 
 
-def open_pdf(data: Path | bytes) -> pdfium.PdfDocument:
+def open_pdf(data: Path | bytes | BinaryIO) -> pdfium.PdfDocument:
     """Open a PDF or raise InvalidInput saying why (password, damage)."""
     try:
         return pdfium.PdfDocument(data)
@@ -59,15 +60,17 @@ def page_text(page: pdfium.PdfPage) -> str:
 
 
 def pdf_segments(
-    data: Path | bytes,
+    data: Path | bytes | BinaryIO,
     info: EmbedderInfo,
     *,
     chunk_chars: int | None = None,
     overlap_chars: int | None = None,
+    max_pages: int | None = None,
 ) -> Iterator[Segment]:
     """Per page (1-based ``page``): the page image when the embedder takes images, then its text chunks.
 
-    Char ranges index into the page's extracted text (CRLF normalised to LF).
+    Char ranges index into the page's extracted text (CRLF normalised to LF). A PDF of more than ``max_pages``
+    pages is refused before any page is rendered (a tiny file can hold thousands of blank pages).
     """
     with PDFIUM_LOCK:
         pdf = open_pdf(data)
@@ -75,6 +78,11 @@ def pdf_segments(
     try:
         if pages == 0:
             raise InvalidInput("PDF has no pages.")
+        if max_pages is not None and pages > max_pages:
+            raise LimitExceeded(
+                f"PDF has {pages:,} pages; at most {max_pages:,} pages are indexed per PDF.",
+                "Split it (e.g. print page ranges to PDF), or raise NOVA_MCP_MAX_PDF_PAGES.",
+            )
         ordinal = 0
         for index in range(pages):
             with PDFIUM_LOCK:

@@ -6,9 +6,10 @@ It binds the allowed roots, the bucket allow-list and the S3 client to the pure 
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
 from nova_mcp_server.ingest import segment as segmenting
 from nova_mcp_server.ingest import sources as resolving
+from nova_mcp_server.ingest.limits import Limits
 from nova_mcp_server.ingest.model import Segment, SourceRef
 from nova_mcp_server.models import ContentInput
 
@@ -29,6 +31,7 @@ class Ingest:
     download_dir: Path
     segment_seconds: int = 10
     s3_client: Any = None  # boto3 S3 client, or a factory's lazily built one
+    limits: Limits = field(default_factory=Limits)
 
     async def resolve_contents(
         self,
@@ -49,13 +52,33 @@ class Ingest:
                 recursive=recursive,
                 s3_client=self.s3_client,
                 download_dir=self.download_dir,
+                limits=self.limits,
             )
         )
 
+    def segments(self, source: SourceRef, info: EmbedderInfo) -> Iterator[Segment]:
+        """The lazy segment iterator (blocking; holds the file open until exhausted or closed)."""
+        return segmenting.segment_source(source, info, segment_seconds=self.segment_seconds, limits=self.limits)
+
     async def segment(self, source: SourceRef, info: EmbedderInfo) -> list[Segment]:
-        return await anyio.to_thread.run_sync(
-            lambda: list(segmenting.segment_source(source, info, segment_seconds=self.segment_seconds))
-        )
+        """Every segment at once: only for callers that need them all (embed's first segment, tests)."""
+        return await anyio.to_thread.run_sync(lambda: list(self.segments(source, info)))
+
+    async def segment_batches(self, source: SourceRef, info: EmbedderInfo, size: int) -> AsyncIterator[list[Segment]]:
+        """Segments in lists of at most ``size``, each cut in a worker thread only when the consumer asks for it,
+        so memory holds one batch, not the file. The file closes when this ends or is closed early."""
+        iterator = self.segments(source, info)
+
+        def take() -> list[Segment]:
+            return list(itertools.islice(iterator, size))
+
+        try:
+            while batch := await anyio.to_thread.run_sync(take):
+                yield batch
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                await anyio.to_thread.run_sync(close)
 
     def canonical_uri(self, source: str) -> str:
         """The identity a source was indexed under, without reading it (the file may be gone)."""

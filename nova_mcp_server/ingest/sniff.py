@@ -214,15 +214,19 @@ def sniff_bytes(data: bytes, name: str | None = None) -> Detected:
 def sniff_file(path: Path) -> Detected:
     """Detect a file's format from its first bytes (the first MiB for text)."""
     with path.open("rb") as fh:
-        head = fh.read(TEXT_PROBE_BYTES + 1)
+        return sniff_head(fh.read(TEXT_PROBE_BYTES + 1), path.name)
+
+
+def sniff_head(head: bytes, name: str) -> Detected:
+    """Detect a file's format from its first ``TEXT_PROBE_BYTES + 1`` bytes (fewer: that was the whole file)."""
     if not head:
-        raise InvalidInput(f"zero-byte file: {path.name} is empty.")
-    binary = _sniff_binary(head[:HEAD_BYTES], path.name)
+        raise InvalidInput(f"zero-byte file: {name} is empty.")
+    binary = _sniff_binary(head[:HEAD_BYTES], name)
     if binary is not None:
         return binary
     complete = len(head) <= TEXT_PROBE_BYTES
-    _check_text(head[:TEXT_PROBE_BYTES], complete=complete, name=path.name)
-    return detected(_text_flavour(head[:512], path.name))
+    _check_text(head[:TEXT_PROBE_BYTES], complete=complete, name=name)
+    return detected(_text_flavour(head[:512], name))
 
 
 def decode_text(data: bytes) -> str:

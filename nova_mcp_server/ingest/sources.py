@@ -1,8 +1,11 @@
 """Resolve what the caller named (paths, folders, s3:// URIs, inline text, base64 data) into `SourceRef`s.
 
 This is the security boundary for files: every path is resolved to its real location and must lie under an
-allowed root, so ``..`` and symlinks cannot reach outside; S3 reads are limited to the bucket allow-list.
-One bad item never stops the others: it becomes a `SourceFailure` with a reason the agent can act on.
+allowed root, so ``..`` and symlinks cannot reach outside; the file is then opened beneath that root without
+following any link (`opening.open_regular`), and must be a regular file. S3 reads are limited to the bucket
+allow-list. Folders are walked with an explicit stack to a bounded depth, and a call takes a bounded number of
+files (`Limits`). One bad item never stops the others: it becomes a `SourceFailure` with a reason the agent can
+act on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import binascii
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -21,9 +25,19 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
+from nova_mcp_server.errors import AccessDenied, InvalidInput, LimitExceeded, NotFound, NovaError
+from nova_mcp_server.ingest.limits import Limits, setting_name
 from nova_mcp_server.ingest.model import SourceRef
-from nova_mcp_server.ingest.sniff import TEXT_FORMATS, Detected, detected, sniff_bytes, sniff_file
+from nova_mcp_server.ingest.opening import FileIdentity, open_regular, refuse_special, root_of
+from nova_mcp_server.ingest.sniff import (
+    TEXT_FORMATS,
+    TEXT_PROBE_BYTES,
+    Detected,
+    detected,
+    sniff_bytes,
+    sniff_head,
+)
+from nova_mcp_server.roots import no_roots_message
 
 HASH_CHUNK = 1 << 20
 # Inline text rides in one MCP message and is identified by its hash, so an edited copy never replaces the
@@ -74,6 +88,7 @@ def resolve_sources(
     recursive: bool = True,
     s3_client: Any = None,
     download_dir: Path,
+    limits: Limits | None = None,
 ) -> tuple[list[SourceRef], list[SourceFailure]]:
     """Resolve every item; return the sources (deduplicated by URI, in order) and the failures.
 
@@ -81,7 +96,8 @@ def resolve_sources(
     lists a prefix) or ``data:`` URIs. Folders and S3 prefixes are walked (``recursive``), skipping hidden
     entries, keeping names that match ``include`` (if given) and not ``exclude``; patterns are globs matched
     against the path relative to the folder or prefix and against the bare name. Filters apply only inside
-    folders and prefixes: a file named explicitly is always taken.
+    folders and prefixes: a file named explicitly is always taken. ``limits`` bounds the files taken, the folder
+    depth walked and the bytes per file; reaching one is reported as a failure that names its setting.
     """
     resolver = _Resolver(
         roots=[Path(os.path.realpath(os.path.expanduser(str(r)))) for r in allowed_roots],
@@ -91,7 +107,9 @@ def resolve_sources(
         recursive=recursive,
         s3_client=s3_client,
         download_dir=Path(download_dir),
+        limits=limits or Limits(),
     )
+    cap = resolver.limits.max_files_per_call
     sources: dict[str, SourceRef] = {}
     failures: list[SourceFailure] = []
     for item in items:
@@ -100,6 +118,16 @@ def resolve_sources(
             for result in resolver.resolve(item):
                 if isinstance(result, SourceFailure):
                     failures.append(result)
+                elif len(sources) >= cap and result.uri not in sources:
+                    failures.append(
+                        SourceFailure(
+                            source=label,
+                            reason=f"stopped at {cap:,} files, the most one call takes; the rest of {label} was not "
+                            f"read. Index it in parts (one sub-folder per call, or include/exclude patterns), or "
+                            f"raise {setting_name('max_files_per_call')}.",
+                        )
+                    )
+                    break
                 else:
                     sources.setdefault(result.uri, result)
         except NovaError as exc:
@@ -120,6 +148,14 @@ def _label(item: Any) -> str:
         return str(item.get("path") or item.get("s3_uri") or ("inline text" if "text" in item else "inline data"))
     text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
     return text if not text.startswith("data:") else "inline data"
+
+
+def sha256_fd(fh: Any, head: bytes = b"") -> str:
+    """sha256 of ``head`` then the rest of the open file ``fh`` (streamed: large media never sit in memory)."""
+    digest = hashlib.sha256(head)
+    while chunk := fh.read(HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> tuple[int, str]:
@@ -160,7 +196,9 @@ class _Resolver:
         recursive: bool,
         s3_client: Any,
         download_dir: Path,
+        limits: Limits,
     ) -> None:
+        self.limits = limits
         self.roots = roots
         self.buckets = buckets
         self.include = include
@@ -194,9 +232,7 @@ class _Resolver:
 
     def _allowed(self, real: Path, given: str) -> Path:
         if not self.roots:
-            raise AccessDenied(
-                f"{given}: no folders are allowed to be read.", "Set NOVA_MCP_ALLOWED_ROOTS or pass --allowed-roots."
-            )
+            raise AccessDenied(f"{given}: no folders are allowed to be read.", no_roots_message())
         if any(real == root or real.is_relative_to(root) for root in self.roots):
             return real
         raise AccessDenied(
@@ -212,33 +248,85 @@ class _Resolver:
         if "\x00" in raw:
             raise InvalidInput(f"{given!r} contains a NUL character, which no file name can hold.")
         real = self._allowed(Path(os.path.realpath(os.path.expanduser(raw))), given)
-        if not real.exists():
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
             what = "is a broken symlink" if os.path.islink(os.path.expanduser(raw)) else "does not exist"
-            raise NotFound(f"{given} {what}.")
-        if real.is_dir():
-            yield from self._walk(real, "", given, set())
+            raise NotFound(f"{given} {what}.") from None
+        if stat.S_ISDIR(mode):
+            yield from self._walk(real, given)
         else:
             yield self._file(real, given)
 
     def _file(self, real: Path, display: str) -> SourceRef:
-        if not real.is_file():
-            raise InvalidInput(f"{display} is not a regular file.")
-        found = sniff_file(real)
-        size, digest = sha256_file(real)
-        return _ref(f"file://{real}", display, "file", found, size, digest, local_path=real)
+        """Open once beneath its root (no link followed), check it is a regular file within the size limits,
+        sniff its head and hash every byte from that one descriptor; remember which file version was hashed."""
+        root = root_of(real, self.roots)
+        if root is None:  # _allowed said yes; a root can only be missing here if it was given as a file
+            raise AccessDenied(f"{display} is outside the allowed roots.")
+        return self._read(real, root, display, "file", f"file://{real}")
 
-    def _walk(self, folder: Path, rel: str, shown: str, seen: set[Path]) -> Iterator[SourceRef | SourceFailure]:
-        """Files under ``folder`` in name order, named as the caller would see them (``shown``/relative path).
+    def _read(self, real: Path, root: Path, display: str, kind: str, uri: str) -> SourceRef:
+        fd = open_regular(real, root, display, purpose="resolve")
+        with os.fdopen(fd, "rb") as fh:
+            before = os.fstat(fd)
+            self._check_size(before.st_size, display, None)
+            head = fh.read(TEXT_PROBE_BYTES + 1)
+            found = sniff_head(head, real.name)
+            self._check_size(before.st_size, display, found)
+            digest = sha256_fd(fh, head)
+            after = os.fstat(fd)
+        if FileIdentity.of(after) != FileIdentity.of(before):
+            raise InvalidInput(f"{display} changed while it was being read.", "Index it again once it is written.")
+        return _ref(
+            uri,
+            display,
+            kind,
+            found,
+            after.st_size,
+            digest,
+            local_path=real,
+            root=root,
+            identity=FileIdentity.of(after),
+        )
 
-        Symlinked entries are resolved and must stay inside the roots; each real folder is walked once.
+    def _check_size(self, size: int, display: str, found: Detected | None) -> None:
+        text = found is not None and found.modality.value == "text"
+        field = "max_text_bytes" if text else "max_file_bytes"
+        limit = getattr(self.limits, field)
+        if size > limit:
+            raise LimitExceeded(
+                f"{display} is {size:,} bytes; {'text files' if text else 'files'} of at most {limit:,} bytes are read.",
+                f"Split it, or raise {setting_name(field)}.",
+            )
+
+    def _walk(self, top: Path, shown_top: str) -> Iterator[SourceRef | SourceFailure]:
+        """Files under ``top`` in name order (depth first), named as the caller would see them.
+
+        An explicit stack (not recursion) walks at most ``max_folder_depth`` levels below ``top``; a deeper folder
+        is reported once and skipped. Symlinked entries are resolved and must stay inside the roots; each real
+        folder is walked once. Special files (FIFOs, sockets, devices) are refused by their ``lstat``, unopened.
         """
-        seen.add(folder)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            yield SourceFailure(source=shown, reason=f"cannot list folder: {exc.strerror or exc}")
-            return
-        for entry in entries:
+        seen: set[Path] = set()
+        stack: list[tuple[Iterator[os.DirEntry[str]], str, str, int]] = []
+
+        def push(folder: Path, rel: str, shown: str, depth: int) -> SourceFailure | None:
+            seen.add(folder)
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                return SourceFailure(source=shown, reason=f"cannot list folder: {exc.strerror or exc}")
+            stack.append((iter(entries), rel, shown, depth))
+            return None
+
+        if (failure := push(top, "", shown_top, 0)) is not None:
+            yield failure
+        while stack:
+            entries, rel, shown, depth = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
             if entry.name.startswith("."):
                 continue
             entry_rel = f"{rel}/{entry.name}" if rel else entry.name
@@ -248,13 +336,25 @@ class _Resolver:
                     if not self.recursive or (self.exclude and _dir_excluded(entry_rel, self.exclude)):
                         continue
                     real = self._allowed(Path(os.path.realpath(entry.path)), entry_shown)
-                    if real not in seen:
-                        yield from self._walk(real, entry_rel, entry_shown, seen)
+                    if real in seen:
+                        continue
+                    if depth + 1 > self.limits.max_folder_depth:
+                        yield SourceFailure(
+                            source=entry_shown,
+                            reason=f"folder nested more than {self.limits.max_folder_depth} levels below "
+                            f"{shown_top}; it was not read. Name it directly, or raise "
+                            f"{setting_name('max_folder_depth')}.",
+                        )
+                        continue
+                    if (failure := push(real, entry_rel, entry_shown, depth + 1)) is not None:
+                        yield failure
                     continue
                 if self.include and not _glob_match(entry_rel, self.include):
                     continue
                 if self.exclude and _glob_match(entry_rel, self.exclude):
                     continue
+                if not entry.is_symlink():
+                    refuse_special(entry.stat(follow_symlinks=False).st_mode, entry_shown)
                 yield self._file(self._allowed(Path(os.path.realpath(entry.path)), entry_shown), entry_shown)
             except NovaError as exc:
                 yield SourceFailure(source=entry_shown, reason=exc.text)
@@ -319,13 +419,19 @@ class _Resolver:
                 for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
                     digest.update(chunk)
                     size += len(chunk)
+                    if size > self.limits.max_file_bytes:
+                        out.close()
+                        dest.unlink(missing_ok=True)
+                        self._check_size(size, uri, None)
                     out.write(chunk)
         try:
-            found = sniff_file(dest)
+            ref = self._read(dest, dest.parent, uri, "s3", uri)
         except NovaError:
             dest.unlink(missing_ok=True)
             raise
-        return _ref(uri, uri, "s3", found, size, digest.hexdigest(), local_path=dest)
+        if ref.content_hash != digest.hexdigest():
+            raise InvalidInput(f"{uri}: the download changed on disk before it was read; index it again.")
+        return ref
 
 
 def _in_excluded_dir(rel: str, patterns: Sequence[str]) -> bool:
@@ -438,6 +544,8 @@ def _ref(
     *,
     local_path: Path | None = None,
     data: bytes | None = None,
+    root: Path | None = None,
+    identity: FileIdentity | None = None,
 ) -> SourceRef:
     return SourceRef(
         uri=uri,
@@ -449,4 +557,6 @@ def _ref(
         content_hash=digest,
         local_path=local_path,
         data=data,
+        root=root,
+        identity=identity,
     )

@@ -8,10 +8,12 @@ overlap a little so a sentence cut by a boundary is still whole in one of them. 
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import BinaryIO
 
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
@@ -47,21 +49,58 @@ def chunk_text(text: str, size: int, overlap: int | None = None) -> list[Chunk]:
 
     Blank text yields no chunks. The overlap is capped below half a chunk so every step makes progress.
     """
+    return list(iter_chunks([text], size, overlap))
+
+
+def iter_chunks(pieces: Iterable[str], size: int, overlap: int | None = None) -> Iterator[Chunk]:
+    """The chunks `chunk_text` makes of ``"".join(pieces)``, produced as the pieces arrive.
+
+    Only about a chunk of look-ahead and one piece are held, so a 50 MB file is cut in constant memory; the
+    offsets are into the whole text. Every decision reads the same characters the whole-text cut would.
+    """
     if size < 1:
         raise ValueError("chunk size must be positive")
     overlap = default_overlap(size) if overlap is None else overlap
     overlap = max(0, min(overlap, (size - 1) // 2))
-    n = len(text)
-    chunks: list[Chunk] = []
-    start = _skip_space(text, 0, n)
-    while start < n:
-        end = n if n - start <= size else _break_at(text, start, start + size)
-        end = _trim_end(text, start, end)
-        chunks.append(Chunk(start, end, text[start:end]))
-        if _skip_space(text, end, n) >= n:
-            break
-        start = _next_start(text, start, end, overlap)
-    return chunks
+    source = iter(pieces)
+    buf, base, eof = "", 0, False  # buf holds text[base:base + len(buf)]
+
+    def fill(upto: int) -> None:
+        nonlocal buf, eof
+        parts, have = [buf], base + len(buf)
+        while not eof and have < upto:
+            piece = next(source, None)
+            if piece is None:
+                eof = True
+            else:
+                parts.append(piece)
+                have += len(piece)
+        if len(parts) > 1:
+            buf = "".join(parts)
+
+    def skip(i: int) -> int:
+        """Absolute index of the first non-space at or after ``i`` (the text's length if none)."""
+        while True:
+            fill(i + 1)
+            j = _skip_space(buf, i - base, len(buf))
+            if j < len(buf) or eof:
+                return base + j
+            i = base + j
+
+    start = skip(0)
+    while True:
+        fill(start + size + 1)
+        s = start - base
+        if s >= len(buf):
+            return
+        end = len(buf) if eof and len(buf) - s <= size else _break_at(buf, s, s + size)
+        end = _trim_end(buf, s, end)
+        yield Chunk(start, base + end, buf[s:end])
+        if skip(base + end) >= base + len(buf):  # only blanks follow: done (skip read up to a non-space)
+            return
+        start = base + _next_start(buf, s, end, overlap)
+        if start - base > max(1 << 16, len(buf) // 2):  # drop what no later chunk can reach
+            buf, base = buf[start - base :], start
 
 
 def _skip_space(text: str, i: int, n: int) -> int:
@@ -186,8 +225,30 @@ def text_segments(
     overlap_chars: int | None = None,
 ) -> Iterator[Segment]:
     """Chunks of ``text`` as text segments; char ranges index into ``text`` itself."""
+    yield from chunk_segments(
+        [text],
+        info,
+        modality=modality,
+        page=page,
+        first_ordinal=first_ordinal,
+        chunk_chars=chunk_chars,
+        overlap_chars=overlap_chars,
+    )
+
+
+def chunk_segments(
+    pieces: Iterable[str],
+    info: EmbedderInfo,
+    *,
+    modality: Modality = Modality.TEXT,
+    page: int | None = None,
+    first_ordinal: int = 0,
+    chunk_chars: int | None = None,
+    overlap_chars: int | None = None,
+) -> Iterator[Segment]:
+    """Chunks of the text ``pieces`` make, as text segments, produced lazily as the pieces arrive."""
     size = min(chunk_chars or chunk_size_for(info), info.max_text_chars)
-    for i, chunk in enumerate(chunk_text(text, size, overlap_chars)):
+    for i, chunk in enumerate(iter_chunks(pieces, size, overlap_chars)):
         yield Segment(
             ordinal=first_ordinal + i,
             modality=modality,
@@ -204,3 +265,31 @@ def require_text(text: str, what: str = "text") -> str:
     if not text.strip():
         raise InvalidInput(f"empty text: {what} has no visible characters to index.")
     return text
+
+
+# ---- streaming a file ------------------------------------------------------------------------------------
+
+READ_BLOCK = 1 << 20
+
+
+def decoded_pieces(fh: BinaryIO, block: int = READ_BLOCK) -> Iterator[str]:
+    """Text of a binary stream, decoded block by block the way `sniff.decode_text` decodes it whole."""
+    first = fh.read(block)
+    utf16 = first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    decoder = codecs.getincrementaldecoder("utf-16" if utf16 else "utf-8-sig")()
+    offset, data = 0, first
+    while True:
+        final = len(data) < block
+        try:
+            text = decoder.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"not valid {'UTF-16' if utf16 else 'UTF-8'} text (bad byte near offset {offset + exc.start}).",
+                "Save the file as UTF-8 and retry.",
+            ) from None
+        if text:
+            yield text
+        if final:
+            return
+        offset += len(data)
+        data = fh.read(block)

@@ -375,3 +375,109 @@ def test_bucket_names_with_a_newline_are_refused(uri: str) -> None:
 
     with pytest.raises(InvalidInput, match="not a valid bucket name"):
         parse_s3_uri(uri)
+
+
+# ---- races between the root check and the read, through the tools -------------------------------------------
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["openat", "portable"])
+async def test_each_race_fails_only_its_own_file(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, portable: bool
+) -> None:
+    from nova_mcp_server.ingest import opening
+
+    monkeypatch.setattr(opening, "OPENAT", opening.OPENAT and not portable)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("a-link", "b-fifo", "c-rewrite", "d-delete", "e-steady"):
+        (folder / f"{name}.txt").write_text(f"{name} original words about gardens")
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the vault code is 4711")
+
+    def rewrite(path: Path) -> None:
+        path.write_text("c-rewrite brand new words about oceans")
+
+    def fifo(path: Path) -> None:
+        path.unlink()
+        os.mkfifo(path)
+
+    def link(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(secret)
+
+    swaps = {"a-link.txt": link, "b-fifo.txt": fifo, "c-rewrite.txt": rewrite, "d-delete.txt": Path.unlink}
+
+    def between_resolution_and_reading(path: Path, purpose: str) -> None:
+        swap = swaps.pop(path.name, None) if purpose == "read" else None
+        if swap is not None:
+            swap(path)
+
+    monkeypatch.setattr(opening, "BEFORE_OPEN", between_resolution_and_reading)
+    core = local_core(tmp_path, tiny_model, allowed_roots=[folder])
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        result = await client.call_tool("index_content", {"sources": [str(folder)], "index": "races"})
+        assert not result.is_error, result.content
+        report = result.structured_content
+        assert swaps == {}  # every swap happened, between the check and the read
+        assert report["indexed_sources"] == 1
+        reasons = {Path(f["source"]).name: f["reason"] for f in report["failed"]}
+        assert sorted(reasons) == ["a-link.txt", "b-fifo.txt", "c-rewrite.txt", "d-delete.txt"]
+        assert "symbolic link" in reasons["a-link.txt"]
+        assert "FIFO" in reasons["b-fifo.txt"]
+        assert "changed after it was checked" in reasons["c-rewrite.txt"]
+        assert "does not exist" in reasons["d-delete.txt"]
+        hits = (
+            await client.call_tool("semantic_search", {"query": "vault code oceans", "index": "races", "top_k": 10})
+        ).structured_content["hits"]
+        assert [Path(h["source"]).name for h in hits] == ["e-steady.txt"]
+        again = (
+            await client.call_tool("index_content", {"sources": [str(folder)], "index": "races"})
+        ).structured_content
+        assert again["skipped_unchanged"] == 1 and again["indexed_sources"] == 1  # the rewritten file, now new
+
+
+# ---- roots: none implicit -----------------------------------------------------------------------------------
+
+
+def test_the_working_directory_is_never_a_default_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/")
+    monkeypatch.delenv("NOVA_MCP_ALLOWED_ROOTS", raising=False)
+    assert Settings(data_dir=tmp_path).allowed_roots == []
+
+
+def test_client_roots_join_configured_ones_but_never_the_disk_or_home(tmp_path: Path) -> None:
+    from nova_mcp_server.roots import combine_roots
+
+    home = tmp_path / "home"
+    project = home / "project"
+    project.mkdir(parents=True)
+    declared = [
+        project.as_uri(),
+        "file:///",
+        home.as_uri(),
+        "https://example.com/repo",
+        "file://fileserver/share",
+        "file:relative/path",
+    ]
+    roots = combine_roots([tmp_path / "configured"], declared, home=home.resolve())
+    assert roots.allowed == [(tmp_path / "configured").resolve(), project.resolve()]
+    reasons = {r.root: r.reason for r in roots.refused}
+    assert "root of the file system" in reasons["file:///"] and "home folder" in reasons[home.as_uri()]
+    assert "only file://" in reasons["https://example.com/repo"] and "remote host" in reasons["file://fileserver/share"]
+    assert "not absolute" in reasons["file:relative/path"]
+    explicit = combine_roots(["/", home], ["file:///"], home=home.resolve())
+    assert explicit.allowed == [Path("/"), home.resolve()] and explicit.refused == []  # named explicitly: taken
+    assert combine_roots([], None).allowed == []  # no capability, nothing configured: nothing
+
+
+async def test_without_roots_file_tools_say_how_to_set_them(tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "note.txt").write_text("hello")
+    core = local_core(tmp_path, tiny_model, allowed_roots=[])
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        result = await client.call_tool("index_content", {"sources": [str(tmp_path / "note.txt")], "index": "docs"})
+        assert result.is_error  # nothing could be indexed: the call fails with each source's reason
+        for needed in ("No folders are allowed", "NOVA_MCP_ALLOWED_ROOTS", "Claude Desktop", "Kiro", "Amazon Q"):
+            assert needed in result.content[0].text
+        inline = await client.call_tool("index_content", {"texts": ["inline needs no root"], "index": "docs"})
+        assert inline.structured_content["indexed_sources"] == 1

@@ -424,3 +424,171 @@ def test_parse_s3_uri() -> None:
 def test_os_pathlike_items(root: Path, tmp_path: Path) -> None:
     sources, _ = resolve([root / "docs" / "b.txt", os.fspath(root / "docs" / "a.md")], [root], tmp_path)
     assert [s.format for s in sources] == ["text", "markdown"]
+
+
+# ---- opened once, never through a link ----------------------------------------------------------------------
+
+
+from nova_mcp_server.errors import AccessDenied, LimitExceeded, NotFound  # noqa: E402
+from nova_mcp_server.ingest import opening  # noqa: E402
+from nova_mcp_server.ingest.limits import Limits  # noqa: E402
+
+
+@pytest.fixture(params=["openat", "portable"])
+def opener(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through the openat walk and through the lstat-and-compare fallback Windows uses."""
+    if request.param == "portable":
+        monkeypatch.setattr(opening, "OPENAT", False)
+    else:
+        assert opening.OPENAT  # Linux and macOS have openat with O_NOFOLLOW
+    return str(request.param)
+
+
+def swap_on_open(monkeypatch: pytest.MonkeyPatch, purpose: str, swaps: dict[str, Any]) -> None:
+    """Between the root check and the open, apply ``swaps[name](path)`` to the file of that name (once)."""
+
+    def hook(path: Path, why: str) -> None:
+        swap = swaps.pop(path.name, None) if why == purpose else None
+        if swap is not None:
+            swap(path)
+
+    monkeypatch.setattr(opening, "BEFORE_OPEN", hook)
+
+
+def to_symlink(target: Path) -> Any:
+    def swap(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(target)
+
+    return swap
+
+
+def to_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_file_swapped_for_a_symlink_after_the_root_check_is_refused(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
+) -> None:
+    swap_on_open(monkeypatch, "resolve", {"b.txt": to_symlink(tmp_path / "outside.txt")})
+    sources, failures = resolve([str(root / "docs")], [root], tmp_path)
+    assert "b.txt" not in rel_names(sources, root / "docs") and len(sources) == 4
+    [failure] = failures
+    assert failure.source.endswith("b.txt") and "symbolic link" in failure.reason
+    assert all(s.content_hash != hashlib.sha256(b"secret").hexdigest() for s in sources)
+
+
+def test_folder_swapped_for_a_symlink_after_the_root_check_is_refused(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "c.md").write_text("secret plans")
+
+    def swap(path: Path) -> None:  # the folder holding c.md becomes a link to another folder
+        folder = path.parent
+        folder.rename(folder.with_name("moved"))
+        folder.symlink_to(outside, target_is_directory=True)
+
+    swap_on_open(monkeypatch, "resolve", {"c.md": swap})
+    sources, failures = resolve([str(root / "docs" / "sub" / "c.md")], [root], tmp_path)
+    assert sources == [] and "symbolic link" in failures[0].reason
+
+
+def test_file_swapped_for_a_fifo_is_refused_without_blocking(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
+) -> None:
+    swap_on_open(monkeypatch, "resolve", {"b.txt": to_fifo})
+    sources, failures = resolve([str(root / "docs" / "b.txt"), str(root / "docs" / "a.md")], [root], tmp_path)
+    assert [s.display for s in sources] == [str(root / "docs" / "a.md")]
+    assert "FIFO" in failures[0].reason and "only regular files" in failures[0].reason
+
+
+def test_special_files_in_a_folder_are_refused_with_what_they_are(root: Path, tmp_path: Path) -> None:
+    import socket
+
+    os.mkfifo(root / "docs" / "pipe.txt")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "docs" / "sock.txt"))
+    try:
+        sources, failures = resolve([str(root / "docs"), str(root / "docs" / "pipe.txt")], [root], tmp_path)
+    finally:
+        sock.close()
+    reasons = {Path(f.source).name: f.reason for f in failures}
+    assert "FIFO" in reasons["pipe.txt"] and "socket" in reasons["sock.txt"]
+    assert len(sources) == 5
+    _, devices = resolve(["/dev/null"], [Path("/dev")], tmp_path)
+    assert "a device" in devices[0].reason
+
+
+def test_hashing_and_reading_share_one_verified_file(root: Path, tmp_path: Path) -> None:
+    [source], _ = resolve([str(root / "docs" / "b.txt")], [root], tmp_path)
+    assert source.identity is not None and source.root == root.resolve()
+    assert source.content_hash == hashlib.sha256(b"bravo").hexdigest()
+
+
+def test_deep_folder_is_walked_to_the_depth_limit_without_recursion(root: Path, tmp_path: Path) -> None:
+    deep = root / "deep"
+    leaf = deep
+    for _ in range(1000):  # mkdir(parents=True) would itself recurse 1,000 deep
+        leaf = leaf / "d"
+        leaf.mkdir(parents=leaf.parent == deep)
+    try:
+        (leaf / "bottom.txt").write_text("far down")
+        (deep / "d" / "d" / "near.txt").write_text("near the top")
+        sources, failures = resolve([str(deep)], [root], tmp_path, limits=Limits(max_folder_depth=32))
+        assert [s.display.rsplit("/", 1)[1] for s in sources] == ["near.txt"]
+        [failure] = failures
+        assert failure.source.removeprefix(str(deep)).count("/d") == 33
+        assert "nested more than 32 levels" in failure.reason and "NOVA_MCP_MAX_FOLDER_DEPTH" in failure.reason
+        unlimited, none_failed = resolve([str(deep)], [root], tmp_path, limits=Limits(max_folder_depth=1001))
+        assert len(unlimited) == 2 and none_failed == []  # a stack, not recursion: 1,000 levels do not overflow
+    finally:
+        while leaf != deep:  # pytest's recursive rmtree of tmp_path would overflow on this tree
+            for name in ("bottom.txt", "near.txt"):
+                (leaf / name).unlink(missing_ok=True)
+            leaf.rmdir()
+            leaf = leaf.parent
+
+
+def test_files_per_call_are_capped_with_the_rest_reported(root: Path, tmp_path: Path) -> None:
+    sources, failures = resolve(
+        [str(root / "docs"), str(tmp_path / "outside.txt")],
+        [root, tmp_path],
+        tmp_path,
+        limits=Limits(max_files_per_call=3),
+    )
+    assert len(sources) == 3
+    assert [f.source for f in failures] == [str(root / "docs"), str(tmp_path / "outside.txt")]
+    assert all("stopped at 3 files" in f.reason and "NOVA_MCP_MAX_FILES_PER_CALL" in f.reason for f in failures)
+
+
+def test_bytes_per_file_are_capped_before_reading(root: Path, tmp_path: Path) -> None:
+    (root / "big.txt").write_text("x" * 5000)
+    make_image(root / "pic.png", "png", size=(64, 64))
+    items = [str(root / "big.txt"), str(root / "pic.png")]
+    sources, failures = resolve(items, [root], tmp_path, limits=Limits(max_text_bytes=4000))
+    assert [s.format for s in sources] == ["png"]
+    assert "5,000 bytes; text files of at most 4,000 bytes" in failures[0].reason
+    assert "NOVA_MCP_MAX_TEXT_BYTES" in failures[0].reason
+    sources, failures = resolve(items, [root], tmp_path, limits=Limits(max_file_bytes=100))
+    assert sources == [] and len(failures) == 2
+    assert all("files of at most 100 bytes" in f.reason and "NOVA_MCP_MAX_FILE_BYTES" in f.reason for f in failures)
+
+
+def test_open_regular_explains_each_refusal(root: Path, tmp_path: Path, opener: str) -> None:
+    real = root.resolve()
+    with pytest.raises(NotFound, match="does not exist"):
+        opening.open_regular(real / "docs" / "gone.txt", real, "gone.txt")
+    (root / "link.txt").symlink_to(root / "docs" / "b.txt")
+    with pytest.raises(AccessDenied, match="symbolic link"):
+        opening.open_regular(real / "link.txt", real, "link.txt")
+    with pytest.raises(InvalidInput, match="is a folder"):
+        opening.open_regular(real / "docs", real, "docs")
+    fd = opening.open_regular(real / "docs" / "b.txt", real, "b.txt")
+    try:
+        assert os.read(fd, 10) == b"bravo"
+    finally:
+        os.close(fd)
+    assert issubclass(LimitExceeded, InvalidInput)

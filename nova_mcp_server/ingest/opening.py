@@ -85,12 +85,15 @@ def open_regular(path: Path, root: Path, shown: str, *, purpose: str = "read", p
     if not parts:  # the root is this very file: open it beneath its folder
         root, parts = path.parent, (path.name,)
     try:
-        refuse_special(os.lstat(path).st_mode, shown)  # a FIFO or device is refused unopened when it can be
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, "a link is in the way", str(path))
+        refuse_special(mode, shown)  # a FIFO or device is refused unopened when it can be
         if BEFORE_OPEN is not None:
             BEFORE_OPEN(path, purpose)
         fd = _open_beneath(root, parts) if OPENAT and not portable else _open_checked(root, parts)
     except OSError as exc:
-        raise _explain(exc, shown) from None
+        raise _explain(exc, shown, _link_in(root, parts)) from None
     try:
         refuse_special(os.fstat(fd).st_mode, shown)
     except BaseException:
@@ -130,16 +133,30 @@ def _open_checked(root: Path, parts: tuple[str, ...]) -> int:
     return fd
 
 
-def _explain(exc: OSError, shown: str) -> Exception:
+def _link_in(root: Path, parts: tuple[str, ...]) -> bool:
+    """Whether a component below ``root`` is a link now (what a failed no-follow open ran into)."""
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return False
+        if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & _REPARSE_POINT:
+            return True
+    return False
+
+
+def _explain(exc: OSError, shown: str, link: bool) -> Exception:
     code = exc.errno
-    if code in (errno.ENOENT, errno.ENOTDIR):
-        return NotFound(f"{shown} does not exist (any more).", "Check the path, or list the folder again.")
-    if code in (errno.ELOOP, errno.EMLINK):
+    if link or code in (errno.ELOOP, errno.EMLINK):
         return AccessDenied(
             f"{shown} is, or passes through, a symbolic link that appeared after the root check; links are not "
             "followed when a file is opened.",
             "Name the file's real path under an allowed root.",
         )
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound(f"{shown} does not exist (any more).", "Check the path, or list the folder again.")
     if code == errno.ENXIO:
         return InvalidInput(f"{shown} is a socket or a device; only regular files are indexed.")
     if code in (errno.EACCES, errno.EPERM):

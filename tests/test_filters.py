@@ -72,16 +72,16 @@ def test_semantics(filter: Any, expected: list[int]) -> None:
         ({"a": {"$regex": "x"}}, "unknown operator '$regex'"),
         ({"$not": {"a": 1}}, "unknown operator '$not'"),
         ({"$eq": 1}, "$eq needs a field"),
-        ({"a": {"$in": []}}, "$in takes a non-empty list"),
-        ({"a": {"$in": "x"}}, "$in takes a non-empty list"),
+        ({"a": {"$in": []}}, "$in takes a non-empty array"),
+        ({"a": {"$in": "x"}}, "$in takes a non-empty array"),
         ({"a": {"$nin": [1, {"b": 2}]}}, "a.$nin[1]"),
-        ({"a": {"$in": [[1]]}}, "got a list"),
+        ({"a": {"$in": [[1]]}}, "got an array"),
         ({"a": {"$gt": "5"}}, "$gt takes a number; got string"),
         ({"a": {"$lte": True}}, "$lte takes a number; got boolean true"),
         ({"a": {"$gte": float("nan")}}, "not a finite number"),
         ({"a": {"$exists": 1}}, "$exists takes true or false"),
-        ({"$and": []}, "$and takes a non-empty list"),
-        ({"$or": {"a": 1}}, "$or takes a non-empty list"),
+        ({"$and": []}, "$and takes a non-empty array"),
+        ({"$or": {"a": 1}}, "$or takes a non-empty array"),
         ({"$and": [1]}, "expected a filter object"),
         ({"$and": [{}]}, "empty filter object"),
         ({"a": {"$eq": {"b": 1}}}, "expected a string, number or boolean"),
@@ -93,12 +93,57 @@ def test_semantics(filter: Any, expected: list[int]) -> None:
         ({"a": {"$and": [{"b": 1}]}}, "belongs at the level of field names"),
         ({"text": "x"}, "'text' is non-filterable"),
         ({"$or": [{"a": 1}, {"text": {"$exists": True}}]}, "$or[1].text"),
+        ({"a": {"$startsWith": ""}}, "$startsWith takes a non-empty string; got string ''"),
+        ({"a": {"$startsWith": 3}}, "$startsWith takes a non-empty string; got number 3"),
+        ({"a": {"$startsWith": ["x"]}}, "$startsWith takes a non-empty string; got an array"),
+        ({"a": {"$startsWith": None}}, "got null"),
     ],
 )
 def test_rejections_name_the_problem(filter: Any, fragment: str) -> None:
     with pytest.raises(InvalidInput) as info:
         validate_filter(filter, ["text"])
     assert fragment in info.value.text
+
+
+@pytest.mark.parametrize(
+    "filter",
+    [
+        {"a": None},
+        {"a": {"$in": [None]}},
+        {"a": {"$eq": {"b": 1}}},
+        {"a": {"$in": [[1]]}},
+        {"a": {"$gt": None}},
+        {"a": {"$exists": []}},
+        {"$and": [None]},
+        {"$or": {}},
+        {"a": {"$startsWith": {}}},
+        {"a": [1]},
+        ["a"],
+        "a",
+        {"a": {"$eq": object()}},
+    ],
+)
+def test_messages_speak_json_not_python(filter: Any) -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_filter(filter)
+    text = info.value.text
+    for python in ("NoneType", "dict", "list", "tuple", "'object'", "str ", "int ", "float"):
+        assert python not in text, text
+
+
+def test_starts_with_matches_string_prefixes_only() -> None:
+    assert hits({"genre": {"$startsWith": "dra"}}) == [0, 6]  # a list element may match
+    assert hits({"genre": {"$startsWith": "doc"}}) == [2]
+    assert hits({"tags": {"$startsWith": "a"}}) == [0, 3]
+    assert hits({"year": {"$startsWith": "20"}}) == []  # numbers are not strings
+    assert hits({"genre": {"$startsWith": "Dra"}}) == []  # case matters
+    assert hits({"genre": {"$startsWith": "drama"}}) == [0, 6]
+
+
+def test_a_wide_filter_validates_in_one_pass() -> None:
+    wide = {"$or": [{"k": {"$eq": i}} for i in range(50_000)]}
+    compiled = validate_filter(wide)
+    assert compiled.keys == {"k"} and len(compiled.root.children) == 50_000  # type: ignore[union-attr]
 
 
 def test_deep_nesting_is_refused_not_a_crash() -> None:
@@ -129,7 +174,7 @@ def test_columns_grow_incrementally() -> None:
 
 KEYS = ["a", "b", "c"]
 primitive = st.one_of(
-    st.sampled_from(["x", "y", "z"]),
+    st.sampled_from(["x", "y", "z", "xy", "yx"]),
     st.integers(-3, 3),
     st.sampled_from([0.5, -1.0, 2.0, 1e300]),
     st.booleans(),
@@ -142,6 +187,7 @@ operator = st.one_of(
     st.tuples(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), number),
     st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(primitive, min_size=1, max_size=3)),
     st.tuples(st.just("$exists"), st.booleans()),
+    st.tuples(st.just("$startsWith"), st.sampled_from(["x", "y", "xy", "q"])),
 )
 field_filter = st.one_of(
     st.builds(lambda k, v: {k: v}, st.sampled_from(KEYS), primitive),

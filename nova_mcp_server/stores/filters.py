@@ -21,6 +21,9 @@ Semantics (S3 Vectors docs, plus the decisions the docs leave open, marked *deci
   **without the key matches** `$ne`/`$nin`, and on a list-valued key they match only when **no element**
   equals the operand(s). To require the key as well, add `{"$exists": true}`.
 - `$exists` (boolean): whether the key is present (a present empty list counts as present).
+- `$startsWith` (non-empty string; ours, not in the S3 Vectors language, so a backend without it evaluates it
+  here or translates it): a stored string, or any string element of a list, begins with the operand.
+  Numbers and booleans never match.
 - `$and` / `$or`: non-empty lists of filter objects. An empty top-level filter `{}` matches everything.
 - Non-filterable keys (declared when the index was created) are stored and returned but cannot be
   filtered on; naming one in a filter is an error, as on S3 Vectors.
@@ -43,7 +46,7 @@ import numpy as np
 from nova_mcp_server.errors import InvalidInput
 
 COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
-FIELD_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$exists", *COMPARISONS)
+FIELD_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$exists", "$startsWith", *COMPARISONS)
 LOGICAL_OPERATORS = ("$and", "$or")
 MAX_DEPTH = 32
 _CACHE_FORMAT = 1
@@ -93,12 +96,12 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"string {value!r}"
     if isinstance(value, list | tuple):
-        return "a list"
+        return "an array"
     if isinstance(value, dict):
         return "an object"
     if value is None:
         return "null"
-    return type(value).__name__
+    return "a value JSON cannot hold"  # never a Python type name: the agent sent JSON
 
 
 def _primitive(value: Any, path: str) -> Primitive:
@@ -121,7 +124,7 @@ def _is_number(value: Any) -> bool:
 def _compile_operator(key: str, op: str, operand: Any, path: str) -> Leaf:
     if op in ("$eq", "$ne"):
         if isinstance(operand, list | tuple):
-            raise _fail(path, f"{op} takes a single string, number or boolean; got a list.", 'Use "$in"/"$nin".')
+            raise _fail(path, f"{op} takes a single string, number or boolean; got an array.", 'Use "$in"/"$nin".')
         return Leaf(key, op, _primitive(operand, path))
     if op in COMPARISONS:
         if not _is_number(operand):
@@ -129,8 +132,14 @@ def _compile_operator(key: str, op: str, operand: Any, path: str) -> Leaf:
         return Leaf(key, op, float(_primitive(operand, path)))
     if op in ("$in", "$nin"):
         if not isinstance(operand, list | tuple) or not operand:
-            raise _fail(path, f"{op} takes a non-empty list of strings, numbers or booleans; got {_describe(operand)}.")
+            raise _fail(
+                path, f"{op} takes a non-empty array of strings, numbers or booleans; got {_describe(operand)}."
+            )
         return Leaf(key, op, tuple(_primitive(v, f"{path}[{i}]") for i, v in enumerate(operand)))
+    if op == "$startsWith":
+        if not isinstance(operand, str) or not operand:
+            raise _fail(path, f"$startsWith takes a non-empty string; got {_describe(operand)}.")
+        return Leaf(key, op, operand)
     if op == "$exists":
         if not isinstance(operand, bool):
             raise _fail(path, f"$exists takes true or false; got {_describe(operand)}.")
@@ -162,7 +171,7 @@ def _compile_field(key: str, spec: Any, path: str, non_filterable: Collection[st
     if isinstance(spec, list | tuple):
         raise _fail(
             path,
-            "a bare list is not a filter value.",
+            "a bare array is not a filter value.",
             f'To match any of several values use {{"{key}": {{"$in": [...]}}}}.',
         )
     return Leaf(key, "$eq", _primitive(spec, path))
@@ -170,7 +179,11 @@ def _compile_field(key: str, spec: Any, path: str, non_filterable: Collection[st
 
 def _compile_object(obj: Any, path: str, non_filterable: Collection[str], depth: int) -> Node | Leaf:
     if depth > MAX_DEPTH:
-        raise _fail(path, f"filters nest at most {MAX_DEPTH} levels deep.")
+        raise _fail(
+            path,
+            f"filters nest at most {MAX_DEPTH} levels of $and/$or deep.",
+            "Flatten it: one $and or $or takes any number of conditions.",
+        )
     if not isinstance(obj, dict):
         raise _fail(path, f"expected a filter object; got {_describe(obj)}.")
     if not obj:
@@ -182,7 +195,7 @@ def _compile_object(obj: Any, path: str, non_filterable: Collection[str], depth:
             raise _fail(path or "filter", "metadata keys are non-empty strings.")
         if key in LOGICAL_OPERATORS:
             if not isinstance(spec, list | tuple) or not spec:
-                raise _fail(here, f"{key} takes a non-empty list of filter objects; got {_describe(spec)}.")
+                raise _fail(here, f"{key} takes a non-empty array of filter objects; got {_describe(spec)}.")
             children = tuple(
                 _compile_object(child, f"{here}[{i}]", non_filterable, depth + 1) for i, child in enumerate(spec)
             )
@@ -256,6 +269,8 @@ def _leaf_matches(metadata: Mapping[str, Any], leaf: Leaf) -> bool:
         return any(_same(e, v) for e in elems for v in leaf.value)
     if leaf.op == "$nin":
         return not any(_same(e, v) for e in elems for v in leaf.value)
+    if leaf.op == "$startsWith":
+        return any(isinstance(e, str) and e.startswith(leaf.value) for e in elems)
     compare = _COMPARE[leaf.op]
     return any(_is_number(e) and compare(float(e), leaf.value) for e in elems)
 
@@ -466,5 +481,9 @@ class MetadataColumns:
         if leaf.op in ("$in", "$nin"):
             found = self._equal_any(column, leaf.value)
             return found if leaf.op == "$in" else ~found
+        if leaf.op == "$startsWith":
+            codes = [code for text, code in column.strings.items() if text.startswith(leaf.value)]
+            _, s_rows, s_codes = column.freeze()[:3]
+            return self._rows(s_rows[np.isin(s_codes, codes)]) if codes else np.zeros(self.n, dtype=bool)
         n_rows, n_vals = column.freeze()[3:5]
         return self._rows(n_rows[_COMPARE[leaf.op](n_vals, leaf.value)])

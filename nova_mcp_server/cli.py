@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from nova_mcp_server import __version__
 from nova_mcp_server.errors import NovaError
 
-COMMANDS = ("serve", "index", "search", "jobs", "indexes")
+COMMANDS = ("serve", "index", "search", "jobs", "indexes", "doctor", "download-model")
+SETUP_COMMANDS = ("doctor", "download-model")  # need settings only, not the running core
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     indexes = sub.add_parser("indexes", help="list indexes")
     _common(indexes)
     indexes.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser(
+        "doctor", help="check credentials, region, model access, buckets, index, IAM, local model, allowed folders"
+    )
+    _common(doctor)
+    doctor.add_argument("--json", action="store_true")
+
+    download = sub.add_parser("download-model", help="download the local model now (progress bar on stderr)")
+    _common(download)
+    download.add_argument("--json", action="store_true")
     return parser
 
 
@@ -110,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command in SETUP_COMMANDS:
+        from nova_mcp_server import setup_commands
+
+        return setup_commands.run(args.command, settings, json_output=args.json)
     try:
         if args.command == "serve" and settings.transport != "stdio":
             from nova_mcp_server.http import check_http_settings

@@ -176,3 +176,29 @@ def test_the_old_script_name_is_an_alias_of_the_new_one() -> None:
     new, old = (subprocess.run([s, "--version"], capture_output=True, text=True, timeout=60) for s in (SCRIPT, alias))
     assert new.returncode == old.returncode == 0, new.stderr + old.stderr
     assert new.stdout == old.stdout and new.stdout.startswith("nova-multimodal-mcp ")
+
+
+def test_doctor_on_the_local_backend(cli: Cli) -> None:
+    """`doctor` needs no core: it prints one line per check and exits 0 when nothing fails."""
+    proc = cli("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("doctor (local backend): all good")
+    assert "[PASS] local model:" in proc.stdout and "[SKIP] identity: local backend" in proc.stdout
+    report = cli.json("doctor")
+    assert isinstance(report, dict) and report["ok"] is True
+    assert {c["name"]: c["status"] for c in report["checks"]}["allowed folders"] == "pass"
+
+
+def test_doctor_exits_1_and_names_the_fix(cli: Cli) -> None:
+    env = {**cli.env, "NOVA_MCP_ALLOWED_ROOTS": str(cli.root / "does-not-exist")}
+    proc = subprocess.run([SCRIPT, "doctor"], env=env, cwd=cli.root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "[FAIL] allowed folders: not folders:" in proc.stdout and "fix: Fix NOVA_MCP_ALLOWED_ROOTS." in proc.stdout
+
+
+def test_download_model_with_a_model_folder_has_nothing_to_fetch(cli: Cli) -> None:
+    proc = cli("download-model")
+    assert proc.returncode == 0, proc.stderr
+    assert "uses the model folder" in proc.stdout
+    status = cli.json("download-model")
+    assert isinstance(status, dict) and (status["state"], status["source"]) == ("ready", "model folder")

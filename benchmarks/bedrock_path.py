@@ -1,13 +1,13 @@
-"""Benchmark 2: the Bedrock ingestion path, `Core.index` -> Nova embedder -> S3 Vectors, against a slow fake.
+"""Benchmark 2: the Bedrock ingestion path, `Indexing.index` -> Nova embedder -> S3 Vectors, against a slow fake.
 
 Why: with Bedrock, ingestion time is set by the per-call latency and by how many calls are kept in flight
 (the embedder's concurrency limit). A correct pipeline approaches `segments x latency / concurrency`; a
 pipeline that waits between calls (per source, per batch, per store write) shows up as a ratio well above 1.
 
-What runs: the core exactly as `nova-mcp-server --backend aws` assembles it (`backends.build_core`), with the
+What runs: the core exactly as `nova-mcp-server --backend aws` assembles it (`app.build_app`), with the
 Bedrock runtime replaced by `FakeBedrockRuntime` (a fixed latency per InvokeModel, optional throttling and
 5xx, seeded) and S3 Vectors by moto (`mock_aws`) behind the test suite's emulator. The items go in through
-`Core.index`, the function the `index_content` tool calls, into a new index (created on its first write, as
+`Indexing.index`, the function the `index_content` tool calls, into a new index (created on its first write, as
 on a first `index_content`). Shapes:
 
 - `texts`: N inline texts of ~400 characters (an agent passing notes as `texts`): N sources, one segment each;
@@ -172,8 +172,8 @@ def build(tmp: Path, store: str, concurrency: int, fake: Any) -> tuple[Any, Coun
     import boto3
     from stores_support import S3VectorsEmulator
 
+    from nova_mcp_server.app import assemble, build_app
     from nova_mcp_server.aws import AwsClients
-    from nova_mcp_server.backends import build_core
     from nova_mcp_server.settings import Settings
     from nova_mcp_server.stores.local import LocalVectorStore
 
@@ -189,10 +189,10 @@ def build(tmp: Path, store: str, concurrency: int, fake: Any) -> tuple[Any, Coun
     clients = AwsClients(
         "us-east-1", concurrency=concurrency, overrides={"bedrock-runtime": fake, "s3vectors": vectors}
     )
-    core = build_core(settings, clients=clients)
+    core = build_app(settings, clients=clients)
     if store == "local":
         vectors = Counting(LocalVectorStore(settings.data_dir / "store"))
-        core.store = vectors
+        core = assemble(settings, core.embedder, vectors, core.ingest)
     return core, vectors
 
 
@@ -247,7 +247,7 @@ async def one_run(
         items = make_items(shape, chunks, tmp)
         expected, n_sources = await expected_keys(core, items)
         with stopwatch() as t:
-            report = await core.index(items, index=INDEX)
+            report = await core.indexing.index(items, index=INDEX)
         wall = t[0]
         checks = await audit(core, expected)
         errors = Counter(c.error for c in fake.calls if c.error)
@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "thr/5xx",
         ],
         rows,
-        title=f"Core.index at {args.latency * 1000:g} ms/call, concurrency {args.concurrency}; embedder-only floor "
+        title=f"Indexing.index at {args.latency * 1000:g} ms/call, concurrency {args.concurrency}; embedder-only floor "
         f"for {args.chunks} requests: {', '.join(f'{f:.2f}' for f in floors)} s (ideal {ideal:.2f} s)",
     )
     data = {
@@ -462,7 +462,7 @@ def _plot(plt: Any, results: list[RunResult]) -> None:
     ax.bar_label(bars, fmt="%.2f")
     ax.set_xticks(range(len(results)), labels, fontsize=8)
     ax.set_ylabel("wall time / ideal (N x latency / concurrency)")
-    ax.set_title("Core.index on the Bedrock path (dashed: target; dotted: embedder alone, same process)")
+    ax.set_title("Indexing.index on the Bedrock path (dashed: target; dotted: embedder alone, same process)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     python -m benchmarks.faults --kills 3       # quick
     python -m benchmarks.faults drive ...       # the child process the kill loop starts (used by tests too)
 
-Kill loop: a child process builds the real local `Core` (tiny CLIP model from the tests' fixture builder, or
+Kill loop: a child process builds the real local `App` (tiny CLIP model from the tests' fixture builder, or
 `--model-path`) and indexes a folder of multi-chunk text files, printing progress; the parent SIGKILLs it at
 a random point mid-indexing, then opens the store as a restarted server would and checks: `integrity_check`
 passes, every key is unique and one the corpus produces, and every source that was committed (its segment-0
@@ -132,10 +132,10 @@ def _file_hash(path: str | None) -> str | None:
 
 
 def drive(args: argparse.Namespace) -> int:
-    """Index `folder` into INDEX with the real local Core, printing `progress <done>` lines (flushed)."""
+    """Index `folder` into INDEX with the real local App, printing `progress <done>` lines (flushed)."""
     import anyio
 
-    from nova_mcp_server.backends import build_core
+    from nova_mcp_server.app import build_app
     from nova_mcp_server.models import ContentInput
     from nova_mcp_server.settings import Settings
 
@@ -145,13 +145,13 @@ def drive(args: argparse.Namespace) -> int:
         local_model_path=Path(args.model_path),
         allowed_roots=[Path(args.folder)],
     )
-    core = build_core(settings)
+    core = build_app(settings)
 
     async def progress(done: float, total: float | None, message: str) -> None:
         print(f"progress {int(done)} {total}", flush=True)
 
     async def run() -> Any:
-        return await core.index([ContentInput(path=args.folder)], index=INDEX, progress=progress)
+        return await core.indexing.index([ContentInput(path=args.folder)], index=INDEX, progress=progress)
 
     report = anyio.run(run)
     print("finished " + report.model_dump_json(), flush=True)
@@ -267,12 +267,9 @@ def drive_async(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from fakes.nova import FakeBedrockRuntime  # the tests' Bedrock double
 
-    from nova_mcp_server.async_media import AsyncMedia
-    from nova_mcp_server.core import Core
+    from nova_mcp_server.app import assemble, build_nova_async
     from nova_mcp_server.embedders.nova import NovaEmbedder
-    from nova_mcp_server.ingest.media import media_duration
     from nova_mcp_server.ingest.pipeline import Ingest
-    from nova_mcp_server.jobs import JobStore
     from nova_mcp_server.settings import Settings
     from nova_mcp_server.stores.local import LocalVectorStore
 
@@ -293,43 +290,29 @@ def drive_async(args: argparse.Namespace) -> int:
         real_put(index, vectors)
 
     store.put_vectors = slow_put  # type: ignore[method-assign]
-    media = AsyncMedia(
-        embedder=embedder,
-        s3_client=s3,
-        staging_bucket="nova-test-output",
-        staging_prefix="nova-mcp/",
-        segment_seconds=10,
-        duration_of=media_duration,
+    settings = settings.model_copy(update={"staging_bucket": "nova-test-output", "segment_seconds": 10})
+    ingest = Ingest(
+        allowed_roots=[Path(args.folder)], allowed_buckets=[], download_dir=data / "downloads", s3_client=s3
     )
-    core = Core(
-        settings=settings,
-        embedder=embedder,
-        store=store,
-        jobs=JobStore(data / "jobs.sqlite"),
-        ingest=Ingest(
-            allowed_roots=[Path(args.folder)], allowed_buckets=[], download_dir=data / "downloads", s3_client=s3
-        ),
-        async_media=media,
-    )
-    claim = core.jobs.claim_ingest
-    core.jobs.claim_ingest = lambda job_id, owner_lease=2.0: claim(job_id, owner_lease)  # type: ignore[method-assign]
+    nova_async = build_nova_async(settings, embedder, s3)
+    core = assemble(settings, embedder, store, ingest, nova_async=nova_async, lease_seconds=2.0)
     # ^ a dead owner's claim on the job runs out in 2 s here instead of jobs.LEASE_SECONDS (5 minutes)
 
     async def run() -> None:
         from nova_mcp_server.models import ContentInput
 
         if args.step == "start":
-            report = await core.index([ContentInput(path=str(Path(args.folder) / "talk.mp4"))], index="talks")
+            report = await core.indexing.index([ContentInput(path=str(Path(args.folder) / "talk.mp4"))], index="talks")
             state_file.write_bytes(pickle.dumps(fake.jobs))
             print("job " + report.jobs[0], flush=True)
             return
         for _ in range(200):
-            await core.poll_jobs()
+            await core.jobs.poll()
             state_file.write_bytes(pickle.dumps(fake.jobs))
-            if not core.jobs.active_ids():
+            if not core.jobstore.active_ids():
                 break
             await anyio.sleep(0.2)
-        print("done " + json.dumps([j.model_dump(mode="json") for j in core.jobs.recent(5)]), flush=True)
+        print("done " + json.dumps([j.model_dump(mode="json") for j in core.jobstore.recent(5)]), flush=True)
 
     anyio.run(run)
     return 0
@@ -437,21 +420,21 @@ def fault_runs(work: Path, runs: int) -> dict[str, Any]:
     problems: list[str] = []
     with mock_aws():
         ref_core = nova_core(work / "fault-ref", FakeBedrockRuntime(), allowed_roots=[work])
-        anyio.run(lambda: ref_core.index([ContentInput(path=str(folder))], index="ref"))
+        anyio.run(lambda: ref_core.indexing.index([ContentInput(path=str(folder))], index="ref"))
         reference = keys_of(ref_core, "ref")
         for run in range(runs):
             rng = random.Random(run)
             fake = FakeBedrockRuntime(throttle_rate=rng.uniform(0.05, 0.4), error_rate=rng.uniform(0.0, 0.2), seed=run)
-            core = nova_core(work / f"fault-{run}", fake, allowed_roots=[work], concurrency=4)
             flaky = FlakyPuts(S3VectorsEmulator(boto3.client("s3vectors", region_name="us-east-1")), 0.3, rng)
-            core.store = S3VectorsStore(flaky, f"faults-{run}")
-            first = anyio.run(lambda c=core: c.index([ContentInput(path=str(folder))], index="runs"))
+            store = S3VectorsStore(flaky, f"faults-{run}")
+            core = nova_core(work / f"fault-{run}", fake, allowed_roots=[work], concurrency=4, store=store)
+            first = anyio.run(lambda c=core: c.indexing.index([ContentInput(path=str(folder))], index="runs"))
             fake.throttle_rate = fake.error_rate = 0.0
             flaky.rate = 0.0
             for _ in range(3):
                 if keys_of(core, "runs") == reference:
                     break
-                again = anyio.run(lambda c=core: c.index([ContentInput(path=str(folder))], index="runs"))
+                again = anyio.run(lambda c=core: c.indexing.index([ContentInput(path=str(folder))], index="runs"))
                 reruns += 1
                 if again.failed:
                     problems.append(f"run {run}: a clean re-run failed: {again.failed[0].reason}")

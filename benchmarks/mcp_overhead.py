@@ -12,7 +12,7 @@ most clients speak today) over `stdio_client` and `streamable_http_client`.
   `nova://capabilities` must still say the model is not loaded. Timed alongside, the same way: a minimal
   `MCPServer` with one tool (the SDK's own floor) and a bare `python -c pass`.
 - `tools/list` p50 in a warm session.
-- `semantic_search` round trip p50 minus `Core.search` p50 measured in this process on the same data
+- `semantic_search` round trip p50 minus `Search.search` p50 measured in this process on the same data
   directory, with the same queries, right after each transport's calls (the server reports no timing).
   The Python client's own output-schema check (jsonschema, inside `call_tool`) is timed separately, since
   it is client-side work that other clients do differently.
@@ -165,15 +165,15 @@ async def timed_calls(session: Any, calls: int, warmup: int = 5) -> dict[str, li
 
 
 async def core_search(root: Path, model: Path, calls: int, warmup: int = 5) -> list[float]:
-    """`Core.search` in this process on the server's data directory: the search without any MCP layer."""
-    from nova_mcp_server.backends import build_core
+    """`Search.search` in this process on the server's data directory: the search without any MCP layer."""
+    from nova_mcp_server.app import build_app
     from nova_mcp_server.settings import Settings
 
-    core = build_core(Settings(data_dir=root / "data", local_model_path=model, allowed_roots=[root], backend="local"))
+    core = build_app(Settings(data_dir=root / "data", local_model_path=model, allowed_roots=[root], backend="local"))
     times: list[float] = []
     for i in range(warmup + calls):
         with stopwatch() as t:
-            await core.search(query=QUERIES[i % len(QUERIES)], index=INDEX, top_k=5)
+            await core.search.search(query=QUERIES[i % len(QUERIES)], index=INDEX, top_k=5)
         if i >= warmup:
             times.append(t[0])
     return times
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def _plot(plt: Any, figures: dict[str, Any]) -> None:
     names = list(figures["transports"])
     parts = ["core_search", "search_round_trip", "client_output_validation", "tools_list"]
-    labels = ["Core.search (in-process)", "semantic_search round trip", "of which client schema check", "tools/list"]
+    labels = ["Search.search (in-process)", "semantic_search round trip", "of which client schema check", "tools/list"]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.2
     for j, (part, label) in enumerate(zip(parts, labels, strict=True)):

@@ -127,17 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return setup_commands.run(args.command, settings, json_output=args.json)
     try:
         if args.command == "serve" and settings.transport != "stdio":
-            from nova_mcp_server.http import check_http_settings
+            from nova_mcp_server.server.http import check_http_settings
 
             check_http_settings(settings)  # before anything loads: refuse an exposed bind at once
-        from nova_mcp_server.backends import build_core
+        from nova_mcp_server.app import build_app
 
-        core = build_core(settings)
+        app = build_app(settings)
         if args.command == "serve":
-            return serve(core)
+            return serve(app)
         from nova_mcp_server import console
 
-        return anyio.run(console.run_command, core, args)
+        return anyio.run(console.run_command, app, args)
     except NovaError as exc:
         print(f"nova-multimodal-mcp: {exc.text}", file=sys.stderr)
         return 1
@@ -145,15 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def serve(core: Any) -> int:
+def serve(app: Any) -> int:
     from nova_mcp_server.server import build_server
 
-    settings = core.settings
-    mcp = build_server(core)
+    settings = app.settings
+    mcp = build_server(app)
     if settings.transport == "stdio":
         mcp.run()
         return 0
-    from nova_mcp_server.http import serve_http
+    from nova_mcp_server.server.http import serve_http
 
     serve_http(mcp, settings)
     return 0

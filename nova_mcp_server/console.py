@@ -1,4 +1,4 @@
-"""The CLI for people: `index`, `search`, `jobs`, `indexes` over the same `Core` the MCP tools use.
+"""The CLI for people: `index`, `search`, `jobs`, `indexes` over the same services the MCP tools use.
 
 Progress bars and tables go to the terminal (progress on stderr); `--json` prints machine-readable output
 on stdout instead.
@@ -17,16 +17,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nova_mcp_server.core import Core
+from nova_mcp_server.app import App
 from nova_mcp_server.models import ContentInput, IndexReport, JobInfo, SearchResult
 
 out = Console()
 err = Console(stderr=True)
 
 
-async def run_command(core: Core, args: argparse.Namespace) -> int:
+async def run_command(app: App, args: argparse.Namespace) -> int:
     handler = {"index": _index, "search": _search, "jobs": _jobs, "indexes": _indexes}[args.command]
-    return await handler(core, args)
+    return await handler(app, args)
 
 
 def _emit_json(value: Any) -> None:
@@ -37,7 +37,7 @@ def _emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-async def _index(core: Core, args: argparse.Namespace) -> int:
+async def _index(app: App, args: argparse.Namespace) -> int:
     items = [ContentInput(s3_uri=p) if p.startswith("s3://") else ContentInput(path=p) for p in args.paths]
     with Progress(
         TextColumn("{task.description}"),
@@ -52,7 +52,7 @@ async def _index(core: Core, args: argparse.Namespace) -> int:
         async def progress(done: float, total: float | None, message: str) -> None:
             bar.update(task, completed=done, total=total, description=message[:60])
 
-        report = await core.index(
+        report = await app.indexing.index(
             items,
             index=args.index_name,
             metadata=args.metadata,
@@ -86,14 +86,14 @@ def _print_report(report: IndexReport) -> None:
         out.print(f"  job {job}: follow with `nova-multimodal-mcp jobs {job}`")
 
 
-async def _search(core: Core, args: argparse.Namespace) -> int:
+async def _search(app: App, args: argparse.Namespace) -> int:
     if (args.query is None) == (args.image is None):
         err.print("nova-multimodal-mcp search: give a text QUERY or --image FILE (exactly one)")
         return 2
     image = None
     if args.image:
         image = ContentInput(s3_uri=args.image) if args.image.startswith("s3://") else ContentInput(path=args.image)
-    result = await core.search(
+    result = await app.search.search(
         query=args.query if image is None else None,
         image=image,
         index=args.index_name,
@@ -140,8 +140,8 @@ def _print_hits(result: SearchResult) -> None:
     out.print(table)
 
 
-async def _jobs(core: Core, args: argparse.Namespace) -> int:
-    jobs = await core.job_status(args.job_id)
+async def _jobs(app: App, args: argparse.Namespace) -> int:
+    jobs = await app.jobs.status(args.job_id)
     if args.json:
         _emit_json(jobs)
         return 0
@@ -160,8 +160,8 @@ def _progress(job: JobInfo) -> str:
     return f"{job.progress_done}/{job.progress_total}" if job.progress_total else str(job.progress_done)
 
 
-async def _indexes(core: Core, args: argparse.Namespace) -> int:
-    indexes = await core.list_indexes()
+async def _indexes(app: App, args: argparse.Namespace) -> int:
+    indexes = await app.catalog.list()
     if args.json:
         _emit_json(indexes)
         return 0

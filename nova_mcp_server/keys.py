@@ -53,6 +53,11 @@ def vector_key(sid: str, ordinal: int) -> str:
     return f"{sid}-{ordinal:05d}"
 
 
+def ordinal_of(key: str) -> int:
+    """The segment ordinal a vector key ends with."""
+    return int(key.rsplit("-", 1)[1])
+
+
 def canonical_source(uri: str) -> str:
     """What agents see and filter on as `source`: a file's absolute path, an s3 URI, or inline:<hash>."""
     return uri.removeprefix("file://")

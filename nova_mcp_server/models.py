@@ -4,17 +4,68 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONTENT_FIELDS = ("text", "path", "s3_uri", "data")
 
 
 class ContentInput(BaseModel):
-    """One piece of content: exactly one of text, path, s3_uri or data (base64, with its format)."""
+    """One piece of content: exactly one of text, path, s3_uri or data (base64, with its format).
+
+    The rule lives here, on the boundary model, so every path (tools, CLI, jobs replayed from the job table)
+    checks it the same way and the tool's JSON schema states it (`oneOf` of the four shapes).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": [name]} for name in CONTENT_FIELDS]},
+    )
 
     text: str | None = Field(default=None, description="inline text")
     path: str | None = Field(default=None, description="a file under an allowed root")
     s3_uri: str | None = Field(default=None, description="s3://bucket/key")
     data: str | None = Field(default=None, description="base64 bytes; give format too")
     format: str | None = Field(default=None, description="format of data: png, jpeg, gif, webp, mp3, wav, mp4, ...")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ContentInput:
+        given = [name for name in CONTENT_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            shown = ", ".join(given) if given else "none"
+            raise ValueError(f"each content needs exactly one of text, path, s3_uri or data (got {shown})")
+        return self
+
+
+class Locator(BaseModel):
+    """Where a segment sits in its source: a PDF page, a time range, a character range.
+
+    One model for every place that carries a position (segments, vector metadata, hits), so a new field is
+    added once.
+    """
+
+    page: int | None = Field(default=None, description="1-based PDF page")
+    start_s: float | None = Field(default=None, description="start second (audio, video)")
+    end_s: float | None = Field(default=None, description="end second (audio, video)")
+    char_start: int | None = Field(default=None, description="first character (text)")
+    char_end: int | None = Field(default=None, description="character after the last (text)")
+
+    @classmethod
+    def of(cls, values: Any) -> Locator:
+        """The locator fields of a mapping (vector metadata) or an object (a segment)."""
+        get = values.get if isinstance(values, dict) else lambda name: getattr(values, name, None)
+        return cls(**{name: get(name) for name in LOCATOR_FIELDS})
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The set fields, floats rounded to milliseconds (what S3 Vectors metadata keeps)."""
+        out: dict[str, Any] = {}
+        for name in LOCATOR_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = round(value, 3) if isinstance(value, float) else value
+        return out
+
+
+LOCATOR_FIELDS = tuple(Locator.model_fields)
 
 
 class EmbeddingOut(BaseModel):
@@ -26,7 +77,10 @@ class EmbeddingOut(BaseModel):
     preview: list[float] = Field(description="first values of the vector")
     handle: str = Field(description="pass as vector_handle to semantic_search to search with this vector")
     vector: list[float] | None = Field(default=None, description="the full vector, only when include_vector")
-    segments_total: int = Field(default=1, description="segments in the content; only the first is embedded here")
+    more_segments: bool = Field(
+        default=False,
+        description="the content has more segments; only the first is embedded here (index_content takes all)",
+    )
 
 
 class EmbedResult(BaseModel):
@@ -49,17 +103,12 @@ class IndexReport(BaseModel):
     removed_segments: int = 0
 
 
-class SearchHit(BaseModel):
+class SearchHit(Locator):
     rank: int
     key: str
     score: float = Field(description="cosine similarity (higher is closer)")
     modality: str | None = None
     source: str | None = None
-    page: int | None = None
-    start_s: float | None = None
-    end_s: float | None = None
-    char_start: int | None = None
-    char_end: int | None = None
     snippet: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="the user's own metadata")
     uri: str = Field(description="nova:// resource with the full item")
@@ -71,7 +120,7 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
 
 
-JobState = Literal["pending", "running", "ingesting", "completed", "failed"]
+JobState = Literal["pending", "running", "ingesting", "completed", "partial", "failed"]
 
 
 class JobInfo(BaseModel):
@@ -84,6 +133,7 @@ class JobInfo(BaseModel):
     progress_total: int | None = None
     vectors_written: int = 0
     error: str | None = None
+    attempts: int = 0
     segment_failures: list[str] = Field(default_factory=list)
     result: dict[str, Any] | None = Field(default=None, description="a finished index job's report")
     created_at: float

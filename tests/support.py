@@ -1,14 +1,12 @@
-"""Builders of a real `Core` for tests: the local backend on the tiny CLIP model, or Nova through the fake."""
+"""Builders of a real `App` for tests: the local backend on the tiny CLIP model, or Nova through the fake."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from nova_mcp_server.backends import build_async_media, build_ingest
-from nova_mcp_server.core import Core
+from nova_mcp_server.app import App, assemble, build_ingest, build_nova_async
 from nova_mcp_server.embedders.base import EmbedderInfo
-from nova_mcp_server.jobs import JobStore
 from nova_mcp_server.settings import Settings
 
 # What the local CLIP backend tells the segmenter (512-d, text and images, 300 chars per text).
@@ -32,15 +30,24 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
-def local_core(tmp_path: Path, model_dir: Path, **overrides: Any) -> Core:
-    """The embedded default exactly as `backends.build_core` assembles it, on the tiny test model."""
-    from nova_mcp_server.backends import build_core
+def local_core(tmp_path: Path, model_dir: Path, **overrides: Any) -> App:
+    """The embedded default exactly as `app.build_app` assembles it, on the tiny test model."""
+    from nova_mcp_server.app import build_app
 
     settings = make_settings(tmp_path, local_model_path=model_dir, **overrides)
-    return build_core(settings)
+    return build_app(settings)
 
 
-def nova_core(tmp_path: Path, bedrock: Any, *, s3: Any = None, async_media: bool = False, **overrides: Any) -> Core:
+def nova_core(
+    tmp_path: Path,
+    bedrock: Any,
+    *,
+    s3: Any = None,
+    async_media: bool = False,
+    lease_seconds: float | None = None,
+    store: Any = None,
+    **overrides: Any,
+) -> App:
     """Nova (through a fake Bedrock client) over the local store, which implements S3 Vectors query semantics."""
     from nova_mcp_server.embedders.nova import NovaEmbedder
     from nova_mcp_server.stores.local import LocalVectorStore
@@ -56,12 +63,8 @@ def nova_core(tmp_path: Path, bedrock: Any, *, s3: Any = None, async_media: bool
     )
     if async_media and not settings.staging_bucket:
         settings = settings.model_copy(update={"staging_bucket": "nova-test-output"})
-    media = build_async_media(settings, embedder, s3) if async_media else None
-    return Core(
-        settings=settings,
-        embedder=embedder,
-        store=LocalVectorStore(settings.data_dir / "store"),
-        jobs=JobStore(settings.data_dir / "jobs.sqlite"),
-        ingest=build_ingest(settings, s3),
-        async_media=media,
+    nova_async = build_nova_async(settings, embedder, s3) if async_media else None
+    store = store or LocalVectorStore(settings.data_dir / "store")
+    return assemble(
+        settings, embedder, store, build_ingest(settings, s3), nova_async=nova_async, lease_seconds=lease_seconds
     )

@@ -1,4 +1,4 @@
-"""`build_core` wires each backend as a user configures it; the aws one end to end on moto + the Nova fake."""
+"""`build_app` wires each backend as a user configures it; the aws one end to end on moto + the Nova fake."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from mcp import Client
 from moto import mock_aws
 from stores_support import S3VectorsEmulator
 
+from nova_mcp_server.app import build_app
 from nova_mcp_server.aws import AwsClients
-from nova_mcp_server.backends import build_core
 from nova_mcp_server.errors import InvalidInput
 from nova_mcp_server.server import build_server
 from nova_mcp_server.settings import Settings
@@ -29,12 +29,12 @@ def test_local_is_the_default_and_aws_follows_a_vector_bucket(tmp_path: Path) ->
 
 def test_aws_backend_needs_a_vector_bucket(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="NOVA_MCP_VECTOR_BUCKET"):
-        build_core(Settings(data_dir=tmp_path, backend="aws"))
+        build_app(Settings(data_dir=tmp_path, backend="aws"))
 
 
 def test_building_the_aws_core_makes_no_client_and_imports_no_model(tmp_path: Path) -> None:
     clients = AwsClients("us-east-1")
-    core = build_core(
+    core = build_app(
         Settings(data_dir=tmp_path, vector_bucket="vb", staging_bucket="sb", dimension=384), clients=clients
     )
     assert clients._clients == {}
@@ -57,7 +57,7 @@ async def test_aws_backend_end_to_end_on_moto(tmp_path: Path) -> None:
             allowed_roots=[tmp_path],
             dimension=1024,
         )
-        core = build_core(settings, clients=clients)
+        core = build_app(settings, clients=clients)
         async with Client(build_server(core, poll_seconds=0)) as client:
             indexed = await client.call_tool(
                 "index_content",

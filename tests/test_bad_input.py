@@ -30,7 +30,7 @@ from fixtures.media import (
 from mcp import Client
 from support import local_core, nova_core
 
-from nova_mcp_server.core import Core
+from nova_mcp_server.app import App
 from nova_mcp_server.errors import InvalidInput, LimitExceeded
 from nova_mcp_server.server import build_server
 from nova_mcp_server.stores.base import IndexSpec, VectorRecord
@@ -48,7 +48,7 @@ class Case:
     label: str = field(default="")
 
 
-async def snapshot(client: Client, core: Core) -> dict[str, Any]:
+async def snapshot(client: Client, core: App) -> dict[str, Any]:
     """Everything a failed call must leave alone: listing, item resources, and every stored key/vector/metadata."""
     listing = (await client.call_tool("list_indexes", {})).structured_content["indexes"]
     state: dict[str, Any] = {"listing": listing, "items": {}, "store": {}}
@@ -65,7 +65,7 @@ async def snapshot(client: Client, core: Core) -> dict[str, Any]:
     return state
 
 
-async def run_cases(client: Client, core: Core, cases: list[Case]) -> list[str]:
+async def run_cases(client: Client, core: App, cases: list[Case]) -> list[str]:
     """Call every case; return a description of each one that was not a clear error or changed the state."""
     problems: list[str] = []
     before = await snapshot(client, core)

@@ -133,8 +133,8 @@ def test_search_wants_exactly_one_of_query_and_image(cli: Cli) -> None:
 
 def test_jobs_finishes_a_job_a_stopped_server_left_behind(cli: Cli) -> None:
     """A background index job whose server stopped before running it is completed by `nova-multimodal-mcp jobs`."""
-    from nova_mcp_server.core import INDEX_JOB
-    from nova_mcp_server.jobs import JobStore
+    from nova_mcp_server.jobstore import JobStore
+    from nova_mcp_server.services.jobs import INDEX_JOB
 
     cli.data.mkdir(exist_ok=True)
     payload = {"items": [{"text": "purple flowers in the garden"}], "index": "from-job", "options": {}}

@@ -84,7 +84,7 @@ async def test_leftovers_of_an_interrupted_longer_version_are_removed(tmp_path: 
 
     sid = keys.source_id("file://" + os.path.realpath(doc))
     version(3)
-    await core.index([ContentInput(path=str(doc))], index="docs")
+    await core.indexing.index([ContentInput(path=str(doc))], index="docs")
     v1 = sorted(v.key for v in core.store.list_vectors("docs").vectors)
 
     version(8)
@@ -96,12 +96,12 @@ async def test_leftovers_of_an_interrupted_longer_version_are_removed(tmp_path: 
         real_put(index, vectors)
 
     core.store.put_vectors = lose_the_marker  # type: ignore[method-assign]
-    interrupted = await core.index([ContentInput(path=str(doc))], index="docs")
+    interrupted = await core.indexing.index([ContentInput(path=str(doc))], index="docs")
     assert interrupted.failed and len(core.store.list_vectors("docs").vectors) > len(v1)
     core.store.put_vectors = real_put  # type: ignore[method-assign]
 
     version(2)
-    report = await core.index([ContentInput(path=str(doc))], index="docs")
+    report = await core.indexing.index([ContentInput(path=str(doc))], index="docs")
     assert report.indexed_sources == 1 and not report.failed
     left = sorted(v.key for v in core.store.list_vectors("docs", max_results=1000).vectors)
     marker = core.store.get_vectors("docs", [keys.vector_key(sid, 0)])[0].metadata or {}

@@ -27,8 +27,8 @@ from stores_support import S3VectorsEmulator
 from support import nova_core
 
 from nova_mcp_server import keys
+from nova_mcp_server.app import App
 from nova_mcp_server.aws import AwsClients
-from nova_mcp_server.core import Core
 from nova_mcp_server.errors import BackendUnavailable
 from nova_mcp_server.models import ContentInput
 from nova_mcp_server.server import build_server
@@ -49,7 +49,7 @@ def corpus(tmp_path: Path, n: int = 5, chunks: int = 3) -> Path:
     return folder
 
 
-def stored_keys(core: Core, index: str) -> list[str]:
+def stored_keys(core: App, index: str) -> list[str]:
     page = core.store.list_vectors(index, max_results=1000)
     assert page.next_token is None
     return sorted(v.key for v in page.vectors)
@@ -90,7 +90,7 @@ async def test_transient_bedrock_faults_are_retried_with_backoff(
     for code in codes:
         fake_bedrock.fail_next(code)
     with caplog.at_level(logging.INFO, logger="nova_mcp_server.embedders.nova"):
-        report = await core.index([ContentInput(text="solar panels on the roof")], index="faults")
+        report = await core.indexing.index([ContentInput(text="solar panels on the roof")], index="faults")
     assert report.indexed_sources == 1 and not report.failed
     assert [c.error for c in fake_bedrock.calls] == [*codes, None]
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
@@ -109,7 +109,7 @@ async def test_a_client_side_read_timeout_is_retried(tmp_path: Path, fake_bedroc
 
     fake_bedrock.invoke_model = flaky  # type: ignore[method-assign]
     core = nova_core(tmp_path, fake_bedrock)
-    report = await core.index([ContentInput(text="wind turbines at sea")], index="faults")
+    report = await core.indexing.index([ContentInput(text="wind turbines at sea")], index="faults")
     assert report.indexed_sources == 1 and not timeouts
 
 
@@ -151,7 +151,7 @@ async def test_random_throttling_and_5xx_under_load_lose_nothing(tmp_path: Path,
     fake = FakeBedrockRuntime(s3=moto_s3, throttle_rate=0.2, error_rate=0.1, seed=7)
     core = nova_core(tmp_path, fake, concurrency=8)
     core.embedder.max_attempts = 8  # type: ignore[attr-defined]  # 0.3 ** 8: no source fails by bad luck
-    report = await core.index([content(folder)], index="faults")
+    report = await core.indexing.index([content(folder)], index="faults")
     assert report.indexed_sources == 8 and not report.failed
     assert sum(c.error is not None for c in fake.calls) > 0
     assert stored_keys(core, "faults") == await reference_keys(tmp_path, folder)
@@ -174,7 +174,7 @@ async def test_a_source_that_keeps_failing_is_reported_and_a_rerun_finishes_the_
 
     fake_bedrock.invoke_model = sometimes  # type: ignore[method-assign]
     core = nova_core(tmp_path, fake_bedrock)
-    report = await core.index([content(folder)], index="faults")
+    report = await core.indexing.index([content(folder)], index="faults")
     assert report.indexed_sources == 4 and [f.source.rsplit("/", 1)[1] for f in report.failed] == ["doc2.txt"]
     assert "after retries" in report.failed[0].reason
     reference = await reference_keys(tmp_path, folder)
@@ -182,7 +182,7 @@ async def test_a_source_that_keeps_failing_is_reported_and_a_rerun_finishes_the_
     assert stored_keys(core, "faults") == [k for k in reference if not k.startswith(doc2)]  # exactly what succeeded
 
     poisoned.clear()
-    rerun = await core.index([content(folder)], index="faults")
+    rerun = await core.indexing.index([content(folder)], index="faults")
     assert (rerun.indexed_sources, rerun.skipped_unchanged, rerun.failed) == (1, 4, [])
     assert stored_keys(core, "faults") == reference  # the rest, once: no duplicates, nothing missing
 
@@ -315,10 +315,9 @@ async def test_a_failed_s3vectors_batch_mid_folder_then_a_rerun(tmp_path: Path, 
     """
     folder = corpus(tmp_path, n=90, chunks=4)  # ~580 segments: more than one 500-vector batch
     fake = FakeBedrockRuntime(s3=moto_s3)
-    core = nova_core(tmp_path, fake, concurrency=4)
     proxy = FailingPuts(S3VectorsEmulator(boto3.client("s3vectors", region_name="us-east-1")), {1})
-    core.store = S3VectorsStore(proxy, "core-vectors")
-    report = await core.index([content(folder)], index="faults")
+    core = nova_core(tmp_path, fake, concurrency=4, store=S3VectorsStore(proxy, "core-vectors"))
+    report = await core.indexing.index([content(folder)], index="faults")
     assert proxy.puts >= 2 and report.failed and report.indexed_sources + len(report.failed) == 90
     assert report.indexed_sources > 0  # a partial failure: some sources landed, some did not
     assert all("retry later" in f.reason for f in report.failed)
@@ -333,7 +332,7 @@ async def test_a_failed_s3vectors_batch_mid_folder_then_a_rerun(tmp_path: Path, 
         else:
             assert set(mine) <= set(written)  # reported indexed: every segment and the marker are there
 
-    rerun = await core.index([content(folder)], index="faults")
+    rerun = await core.indexing.index([content(folder)], index="faults")
     assert (rerun.indexed_sources, rerun.skipped_unchanged, rerun.failed) == (len(failed), 90 - len(failed), [])
     assert stored_keys(core, "faults") == reference
 
@@ -353,30 +352,31 @@ async def test_async_job_failure_partial_failure_and_rerun(tmp_path: Path, moto_
     fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0, fail_job="Input video could not be decoded")
     core = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET, segment_seconds=10)
 
-    failed = (await core.index([content(video)], index="talks")).jobs[0]
-    job = (await core.job_status(failed))[0]
+    failed = (await core.indexing.index([content(video)], index="talks")).jobs[0]
+    job = (await core.jobs.status(failed))[0]
     assert job.status == "failed" and "could not be decoded" in (job.error or "")
     assert stored_keys(core, "talks") == []
 
     fake.fail_job = None
     fake.failed_segments = {1, 3}
-    partial = (await core.index([content(video)], index="talks")).jobs[0]
+    partial = (await core.indexing.index([content(video)], index="talks")).jobs[0]
     fake.fail_next("ThrottlingException", times=10)  # polling is throttled past the retries: the job waits
     with pytest.raises(BackendUnavailable):
-        await core.advance_job(partial)
-    await core.poll_jobs()  # the poller keeps the job and notes why
-    assert core.jobs.get(partial).status == "running" and "throttling" in (core.jobs.get(partial).error or "")
+        await core.jobs.advance(partial)
+    await core.jobs.poll()  # the poller keeps the job and notes why
+    assert core.jobstore.get(partial).status == "running" and "throttling" in (core.jobstore.get(partial).error or "")
     fake._queued.clear()
-    job = (await core.job_status(partial))[0]
-    assert job.status == "completed" and job.vectors_written == 2 and len(job.segment_failures) == 2
-    assert stored_keys(core, "talks") == [keys.vector_key(sid, n) for n in (0, 2)]  # exactly what succeeded
+    job = (await core.jobs.status(partial))[0]
+    assert job.status == "partial" and job.vectors_written == 2 and len(job.segment_failures) == 2
+    # exactly what succeeded, numbered over the successes so segment 0 (the marker) always exists
+    assert stored_keys(core, "talks") == [keys.vector_key(sid, n) for n in range(2)]
     marker = core.store.get_vectors("talks", [keys.vector_key(sid, 0)])[0].metadata or {}
     assert marker["partial"] is True  # so the next index_content retries the source instead of skipping it
 
     fake.failed_segments = set()
-    rerun = await core.index([content(video)], index="talks")
+    rerun = await core.indexing.index([content(video)], index="talks")
     assert rerun.skipped_unchanged == 0 and len(rerun.jobs) == 1
-    assert (await core.job_status(rerun.jobs[0]))[0].vectors_written == 4
+    assert (await core.jobs.status(rerun.jobs[0]))[0].vectors_written == 4
     assert stored_keys(core, "talks") == [keys.vector_key(sid, n) for n in range(4)]
-    again = await core.index([content(video)], index="talks")
+    again = await core.indexing.index([content(video)], index="talks")
     assert again.skipped_unchanged == 1 and not again.jobs

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from mcp import Client
 from support import local_core
 
-from nova_mcp_server.core import Core
+from nova_mcp_server.app import App
 from nova_mcp_server.server import build_server
 
 TOOLS = [
@@ -181,7 +181,7 @@ class ErrorLog(logging.Handler):
 @pytest.fixture(scope="module")
 def session(
     tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
-) -> Iterator[tuple[BlockingPortal, Any, Core, list[str]]]:
+) -> Iterator[tuple[BlockingPortal, Any, App, list[str]]]:
     """One server and client session for the module, driven from sync code through a blocking portal."""
     root = tmp_path_factory.mktemp("fuzz")
     docs = root / "docs"
@@ -200,7 +200,7 @@ def session(
         yield portal, client, core, paths
 
 
-def state(portal: BlockingPortal, client: Any, core: Core) -> Any:
+def state(portal: BlockingPortal, client: Any, core: App) -> Any:
     listing = portal.call(client.call_tool, "list_indexes", {}).structured_content["indexes"]
     stored = {}
     for entry in listing:

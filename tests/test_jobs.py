@@ -13,8 +13,8 @@ from mcp import Client, MCPDeprecationWarning
 from mcp.types import ResourceUpdatedNotification
 from support import local_core
 
-from nova_mcp_server.core import INDEX_JOB
 from nova_mcp_server.server import build_server
+from nova_mcp_server.services.jobs import INDEX_JOB
 
 pytestmark = pytest.mark.anyio
 
@@ -56,9 +56,9 @@ async def test_an_interrupted_index_job_resumes_after_restart(tmp_path: Path, ti
     folder = make_folder(tmp_path)
     crashed = local_core(tmp_path, tiny_model)
     payload = {"items": [{"path": str(folder)}], "index": "resumed", "options": {}}
-    job_id = crashed.jobs.create(kind=INDEX_JOB, index="resumed", source=str(folder), payload=payload)
-    crashed.jobs.update(job_id, status="ingesting", lease_until=time.time() - 1)  # its runner died
-    crashed.jobs.close()
+    job_id = crashed.jobstore.create(kind=INDEX_JOB, index="resumed", source=str(folder), payload=payload)
+    crashed.jobstore.update(job_id, status="ingesting", lease_until=time.time() - 1)  # its runner died
+    crashed.jobstore.close()
 
     restarted = local_core(tmp_path, tiny_model)
     async with Client(build_server(restarted, poll_seconds=0.05)) as client:
@@ -69,10 +69,10 @@ async def test_an_interrupted_index_job_resumes_after_restart(tmp_path: Path, ti
 
 async def test_a_live_lease_is_not_run_twice(tmp_path: Path, tiny_model: Path) -> None:
     core = local_core(tmp_path, tiny_model)
-    job_id = core.jobs.create(kind=INDEX_JOB, index="busy", source="x", payload={"items": [], "index": "busy"})
-    assert core.jobs.claim_ingest(job_id, 60)
-    assert not core.jobs.claim_ingest(job_id, 60)
-    assert (await core.advance_job(job_id)).status == "ingesting"
+    job_id = core.jobstore.create(kind=INDEX_JOB, index="busy", source="x", payload={"items": [], "index": "busy"})
+    assert core.jobstore.claim_ingest(job_id, 60)
+    assert not core.jobstore.claim_ingest(job_id, 60)
+    assert (await core.jobs.advance(job_id)).status == "ingesting"
 
 
 async def test_subscribers_hear_about_job_changes_on_both_protocol_eras(tmp_path: Path, tiny_model: Path) -> None:
@@ -101,7 +101,7 @@ async def test_subscribers_hear_about_job_changes_on_both_protocol_eras(tmp_path
         started = await modern.call_tool("index_content", {"texts": ["a b c"], "index": "subs", "wait": False})
         job_id = started.structured_content["jobs"][0]
         async with modern.listen(resource_subscriptions=[f"nova://jobs/{job_id}"]) as subscription:
-            await core.notify_job(job_id)
+            await core.jobs.notify(job_id)
             with anyio.fail_after(5):
                 event = await subscription.__anext__()
         assert event.uri == f"nova://jobs/{job_id}"
@@ -115,16 +115,16 @@ async def test_a_lease_whose_holder_died_is_taken_over_at_once(tmp_path: Path, t
     folder = make_folder(tmp_path, files=2)
     core = local_core(tmp_path, tiny_model)
     payload = {"items": [{"path": str(folder)}], "index": "orphan", "options": {}}
-    job_id = core.jobs.create(kind=INDEX_JOB, index="orphan", source=str(folder), payload=payload)
+    job_id = core.jobstore.create(kind=INDEX_JOB, index="orphan", source=str(folder), payload=payload)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    core.jobs.update(
+    core.jobstore.update(
         job_id,
         status="ingesting",
         lease_until=time.time() + 3600,
         lease_owner=f"{socket.gethostname()}:{dead.stdout.strip()}",
     )
-    elsewhere = core.jobs.create(kind=INDEX_JOB, index="orphan", source="x", payload=payload)
-    core.jobs.update(elsewhere, status="ingesting", lease_until=time.time() + 3600, lease_owner="other-host:1")
+    elsewhere = core.jobstore.create(kind=INDEX_JOB, index="orphan", source="x", payload=payload)
+    core.jobstore.update(elsewhere, status="ingesting", lease_until=time.time() + 3600, lease_owner="other-host:1")
 
-    assert (await core.advance_job(job_id)).status == "completed"
-    assert (await core.advance_job(elsewhere)).status == "ingesting", "another machine's live lease is respected"
+    assert (await core.jobs.advance(job_id)).status == "completed"
+    assert (await core.jobs.advance(elsewhere)).status == "ingesting", "another machine's live lease is respected"

@@ -114,15 +114,15 @@ async def test_restart_before_completion_finishes_the_job(tmp_path: Path, moto_s
     video = long_video(tmp_path)
     fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0, in_progress_polls=3)
     first = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET)
-    report = await first.index([_path(video)], index="talks")
+    report = await first.indexing.index([_path(video)], index="talks")
     job_id = report.jobs[0]
-    assert (await first.job_status(job_id))[0].status == "running"
-    first.jobs.close()
+    assert (await first.jobs.status(job_id))[0].status == "running"
+    first.jobstore.close()
 
     second = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET)
     for _ in range(5):
-        await second.poll_jobs()
-    job = second.jobs.get(job_id)
+        await second.jobs.poll()
+    job = second.jobstore.get(job_id)
     assert job.status == "completed" and job.vectors_written == 4
     assert len(keys_of(second, "talks")) == 4
     assert fake.count("start_async_invoke") == 1
@@ -132,17 +132,17 @@ async def test_partial_failure_keeps_what_succeeded_and_a_rerun_completes(tmp_pa
     video = long_video(tmp_path)
     fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0, failed_segments={2})
     core = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET)
-    job_id = (await core.index([_path(video)], index="talks")).jobs[0]
-    job = (await core.job_status(job_id))[0]
-    assert job.status == "completed" and job.vectors_written == 3
+    job_id = (await core.indexing.index([_path(video)], index="talks")).jobs[0]
+    job = (await core.jobs.status(job_id))[0]
+    assert job.status == "partial" and job.vectors_written == 3
     assert len(job.segment_failures) == 1 and "segment 2" in job.segment_failures[0]
     assert "retry" in (job.error or "")
     assert len(keys_of(core, "talks")) == 3
 
     fake.failed_segments = set()
-    rerun = await core.index([_path(video)], index="talks")
+    rerun = await core.indexing.index([_path(video)], index="talks")
     assert rerun.skipped_unchanged == 0 and len(rerun.jobs) == 1
-    job2 = (await core.job_status(rerun.jobs[0]))[0]
+    job2 = (await core.jobs.status(rerun.jobs[0]))[0]
     assert job2.status == "completed" and job2.vectors_written == 4
     keys = keys_of(core, "talks")
     assert len(keys) == len(set(keys)) == 4
@@ -150,11 +150,26 @@ async def test_partial_failure_keeps_what_succeeded_and_a_rerun_completes(tmp_pa
     assert "partial" not in marker and marker["segment_count"] == 4
 
 
+async def test_failed_first_segment_still_writes_a_partial_marker(tmp_path: Path, moto_s3: Any) -> None:
+    """Segment 0 failing must not leave the source without a commit marker (it would look never indexed)."""
+    video = long_video(tmp_path)
+    fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0, failed_segments={0})
+    core = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET)
+    job_id = (await core.indexing.index([_path(video)], index="talks")).jobs[0]
+    job = (await core.jobs.status(job_id))[0]
+    assert job.status == "partial" and job.vectors_written == 3
+    keys = keys_of(core, "talks")
+    marker = core.store.get_vectors("talks", [keys[0]], return_metadata=True)[0].metadata
+    assert marker["partial"] is True and marker["segment_count"] == 3
+    assert marker["start_s"] > 0, "the first stored segment is the first that succeeded, not the failed one"
+    assert all("indexed_at" in v.metadata for v in core.store.list_vectors("talks", return_metadata=True).vectors)
+
+
 async def test_failed_job_says_why(tmp_path: Path, moto_s3: Any) -> None:
     video = long_video(tmp_path)
     fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0, fail_job="Input video could not be decoded")
     core = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=BUCKET)
-    job_id = (await core.index([_path(video)], index="talks")).jobs[0]
+    job_id = (await core.indexing.index([_path(video)], index="talks")).jobs[0]
     async with Client(build_server(core, poll_seconds=0)) as client:
         job = (await call(client, "job_status", job_id=job_id))["jobs"][0]
         assert job["status"] == "failed" and "could not be decoded" in job["error"]

@@ -26,8 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 from support import local_core, make_settings, nova_core
 from test_transports import SCRIPT, free_port, server_env
 
-from nova_mcp_server.http import MIN_TOKEN_CHARS, HttpSettingsError, build_http_app, check_http_settings
 from nova_mcp_server.server import build_server
+from nova_mcp_server.server.http import MIN_TOKEN_CHARS, HttpSettingsError, build_http_app, check_http_settings
 from nova_mcp_server.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -80,6 +80,23 @@ class Ingest:
             if close is not None:
                 await anyio.to_thread.run_sync(close)
 
+    async def first_segment(self, source: SourceRef, info: EmbedderInfo) -> tuple[Segment, bool]:
+        """The first segment and whether more follow, cutting no further than the second one."""
+
+        def two() -> list[Segment]:
+            iterator = self.segments(source, info)
+            try:
+                return list(itertools.islice(iterator, 2))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+
+        segments = await anyio.to_thread.run_sync(two)
+        if not segments:
+            raise InvalidInput(f"{source.display} has no content to embed.")
+        return segments[0], len(segments) > 1
+
     def canonical_uri(self, source: str) -> str:
         """The identity a source was indexed under, without reading it (the file may be gone)."""
         if source.startswith(("s3://", "inline:")):
@@ -92,7 +109,5 @@ class Ingest:
 
 
 def _to_item(content: ContentInput) -> Any:
-    given = [name for name in ("text", "path", "s3_uri", "data") if getattr(content, name) is not None]
-    if len(given) != 1:
-        raise InvalidInput(f"Each content needs exactly one of text, path, s3_uri or data (got {given or 'none'}).")
+    """ContentInput already holds exactly one of text, path, s3_uri or data (its validator says so)."""
     return resolving.SourceItem(**content.model_dump(exclude_none=True))

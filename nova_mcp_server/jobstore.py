@@ -1,10 +1,15 @@
 """Durable job table (SQLite in the data dir).
 
-A Bedrock async job outlives the process that started it. Each row moves forward through
-pending -> running -> ingesting -> completed | failed, and every move is one transaction, so a restart
-finds each job in a state it can resume from. Ingesting a finished job is claimed with a lease, which keeps
-two pollers (or a poller and a `job_status` call) from writing the same vectors at the same time; the
-vector keys are deterministic, so a crash in the middle re-ingests to the same keys with no duplicates.
+A job outlives the process that started it. A row is written only once its work has really started (an
+index run about to begin, a Bedrock job whose start was accepted), already leased to its runner. Each row
+moves forward through running -> ingesting -> completed | partial | failed, every move one transaction, so
+a restart finds each job in a state it can resume from. Running a job needs its lease: a runner renews it
+on a heartbeat, a second claimer (another process, a poller, a `job_status` call) gets it only once it ran
+out or its holder died, and never while this very process runs the job. Each claim counts an attempt; past
+MAX_ATTEMPTS the job fails with its last error instead of retrying for ever.
+
+The methods here are blocking (SQLite with a busy timeout): services call them through `AsyncJobStore`,
+off the event loop, so a CLI holding the write lock cannot freeze the MCP sessions.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from nova_mcp_server.errors import NotFound
 from nova_mcp_server.models import JobInfo
 
-LEASE_SECONDS = 300.0
+LEASE_SECONDS = 60.0
+MAX_ATTEMPTS = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -47,6 +55,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, updated_at);
 """
 
 ACTIVE = ("pending", "running", "ingesting")
+FINISHED = ("completed", "partial", "failed")
 
 
 class JobStore:
@@ -70,13 +79,25 @@ class JobStore:
             self._local.db = db
         return db
 
-    def create(self, *, kind: str, index: str, source: str, payload: dict[str, Any], status: str = "running") -> str:
-        job_id = f"job-{uuid.uuid4().hex[:12]}"
+    def create(
+        self,
+        *,
+        kind: str,
+        index: str,
+        source: str,
+        payload: dict[str, Any],
+        status: str = "running",
+        job_id: str | None = None,
+        lease: float = 0.0,
+    ) -> str:
+        """Write a job whose work has started; with `lease`, it is already held by this process (attempt 1)."""
+        job_id = job_id or new_job_id()
         now = time.time()
+        held = (now + lease, OWNER, 1) if lease else (0.0, "", 0)
         self._connect().execute(
-            "INSERT INTO jobs (id, kind, status, index_name, source, payload, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, kind, status, index, source, json.dumps(payload), now, now),
+            "INSERT INTO jobs (id, kind, status, index_name, source, payload, created_at, updated_at,"
+            " lease_until, lease_owner, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, kind, status, index, source, json.dumps(payload), now, now, *held),
         )
         return job_id
 
@@ -110,29 +131,58 @@ class JobStore:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self._connect().execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
 
-    def claim_ingest(self, job_id: str, owner_lease: float = LEASE_SECONDS) -> bool:
-        """Take the right to ingest a finished job; False if it is done or someone else holds a live lease."""
+    def claim(
+        self, job_id: str, lease: float = LEASE_SECONDS, *, status: str = "ingesting", max_attempts: int = MAX_ATTEMPTS
+    ) -> bool:
+        """Take the right to run a job; False if it is finished, someone holds a live lease, or attempts ran out.
+
+        The caller must not claim a job it is running itself (the services keep that set); a job whose
+        attempts ran out is failed here, in the same transaction, with its last error kept.
+        """
         now = time.time()
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT status, lease_until, lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None or row["status"] in ("completed", "failed"):
+            row = db.execute(
+                "SELECT status, lease_until, lease_owner, attempts, error FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row["status"] in FINISHED:
                 db.execute("COMMIT")
                 return False
-            if row["status"] == "ingesting" and row["lease_until"] > now and _holder_alive(row["lease_owner"]):
+            if row["lease_until"] > now and _holder_alive(row["lease_owner"]):
+                db.execute("COMMIT")
+                return False
+            if row["attempts"] >= max_attempts:
+                last = row["error"] or "no error was recorded"
+                db.execute(
+                    "UPDATE jobs SET status = 'failed', lease_until = 0, error = ?, updated_at = ? WHERE id = ?",
+                    (f"gave up after {row['attempts']} attempts; the last error: {last}", now, job_id),
+                )
                 db.execute("COMMIT")
                 return False
             db.execute(
-                "UPDATE jobs SET status = 'ingesting', lease_until = ?, lease_owner = ?, attempts = attempts + 1,"
+                "UPDATE jobs SET status = ?, lease_until = ?, lease_owner = ?, attempts = attempts + 1,"
                 " updated_at = ? WHERE id = ?",
-                (now + owner_lease, OWNER, now, job_id),
+                (status, now + lease, OWNER, now, job_id),
             )
             db.execute("COMMIT")
             return True
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def claim_ingest(self, job_id: str, owner_lease: float = LEASE_SECONDS) -> bool:
+        """Claim a finished Bedrock job for ingesting its output."""
+        return self.claim(job_id, owner_lease, status="ingesting")
+
+    def renew(self, job_id: str, lease: float = LEASE_SECONDS) -> bool:
+        """Extend this process's lease (the runner's heartbeat); False if another holder took the job over."""
+        now = time.time()
+        cur = self._connect().execute(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status NOT IN (?, ?, ?)",
+            (now + lease, job_id, OWNER, *FINISHED),
+        )
+        return cur.rowcount == 1
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -142,6 +192,10 @@ class JobStore:
 
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:12]}"
 
 
 def _holder_alive(owner: str) -> bool:
@@ -175,8 +229,40 @@ def _info(row: sqlite3.Row) -> JobInfo:
         progress_total=row["progress_total"],
         vectors_written=row["vectors_written"],
         error=row["error"],
+        attempts=row["attempts"],
         segment_failures=json.loads(row["segment_failures"]),
         result=json.loads(row["payload"]).get("report"),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+class AsyncJobStore:
+    """The job table for async code: each call runs in a worker thread, never on the event loop."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.sync = store
+
+    async def create(self, **fields: Any) -> str:
+        return await anyio.to_thread.run_sync(lambda: self.sync.create(**fields))
+
+    async def get(self, job_id: str) -> JobInfo:
+        return await anyio.to_thread.run_sync(self.sync.get, job_id)
+
+    async def payload(self, job_id: str) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(self.sync.payload, job_id)
+
+    async def recent(self, limit: int = 20) -> list[JobInfo]:
+        return await anyio.to_thread.run_sync(self.sync.recent, limit)
+
+    async def active_ids(self) -> list[str]:
+        return await anyio.to_thread.run_sync(self.sync.active_ids)
+
+    async def update(self, job_id: str, **fields: Any) -> None:
+        await anyio.to_thread.run_sync(lambda: self.sync.update(job_id, **fields))
+
+    async def claim(self, job_id: str, lease: float, *, status: str) -> bool:
+        return await anyio.to_thread.run_sync(lambda: self.sync.claim(job_id, lease, status=status))
+
+    async def renew(self, job_id: str, lease: float) -> bool:
+        return await anyio.to_thread.run_sync(self.sync.renew, job_id, lease)

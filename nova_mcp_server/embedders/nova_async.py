@@ -1,0 +1,128 @@
+"""Nova's async segmented task for long media: stage, start, poll, read. It returns results only.
+
+A source longer than a sync call takes (30 s of audio or video) is uploaded to the staging bucket and a
+`SEGMENTED_EMBEDDING` job is started with the job id as its idempotency token. What to do with the output
+(metadata, the commit protocol, the job row) is the jobs service's business: nothing here imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from nova_mcp_server.schema import (
+    MAX_MEDIA_SEGMENTS,
+    MAX_SYNC_MEDIA_SECONDS,
+    AudioFormat,
+    MediaSegmentation,
+    MediaSource,
+    Modality,
+    SegmentedAudioInput,
+    SegmentedEmbeddingParams,
+    SegmentedEmbeddingRequest,
+    SegmentedVideoInput,
+    VideoFormat,
+)
+
+if TYPE_CHECKING:
+    from nova_mcp_server.embedders.nova import AsyncJobState, AsyncOutput
+
+
+def segment_length(duration_s: float, wanted: int) -> int:
+    """The wanted segment length, raised so a long file stays under Nova's 1,434-segment cap."""
+    needed = math.ceil(duration_s / MAX_MEDIA_SEGMENTS) if duration_s > 0 else 1
+    return max(1, min(30, max(wanted, needed)))
+
+
+@dataclass
+class NovaAsyncMedia:
+    embedder: Any  # NovaEmbedder: start_segmented / get_async_job / read_async_output
+    s3_client: Any
+    staging_bucket: str
+    staging_prefix: str
+    segment_seconds: int
+    duration_of: Callable[[Path], float]
+
+    async def duration(self, modality: Modality, path: Path | None) -> float | None:
+        """Seconds of a local audio/video file; None for anything the async path does not take."""
+        if modality not in (Modality.AUDIO, Modality.VIDEO) or path is None:
+            return None
+        return await anyio.to_thread.run_sync(lambda: self.duration_of(path))
+
+    async def wants(self, modality: Modality, path: Path | None) -> bool:
+        duration = await self.duration(modality, path)
+        return duration is not None and duration > MAX_SYNC_MEDIA_SECONDS
+
+    def job_payload(
+        self, *, uri: str, display: str, content_hash: str, format: str, modality: Modality, duration: float
+    ) -> dict[str, Any]:
+        """What a job row keeps to start, poll and read the Bedrock job again after a restart."""
+        return {
+            "source_uri": uri,
+            "source_display": display,
+            "content_hash": content_hash,
+            "format": format,
+            "modality": modality.value,
+            "duration_s": duration,
+            "segment_seconds": segment_length(duration, self.segment_seconds),
+        }
+
+    async def start(self, payload: dict[str, Any], *, job_id: str, dimension: int) -> dict[str, Any]:
+        """Stage the input and start the Bedrock job; returns the payload with its ARN and output URI."""
+        key = f"{self.staging_prefix}inputs/{payload['content_hash']}.{payload['format']}"
+        if payload["source_uri"].startswith("s3://"):
+            input_uri = payload["source_uri"]
+        else:
+            local = payload["source_uri"].removeprefix("file://")
+            await anyio.to_thread.run_sync(lambda: self.s3_client.upload_file(local, self.staging_bucket, key))
+            input_uri = f"s3://{self.staging_bucket}/{key}"
+        source = MediaSource.from_s3(input_uri)
+        seg = MediaSegmentation(duration_seconds=payload["segment_seconds"])
+        media: dict[str, Any]
+        if payload["modality"] == Modality.VIDEO.value:
+            media = {
+                "video": SegmentedVideoInput(
+                    format=VideoFormat(payload["format"]), source=source, segmentation_config=seg
+                )
+            }
+        else:
+            media = {
+                "audio": SegmentedAudioInput(
+                    format=AudioFormat(payload["format"]), source=source, segmentation_config=seg
+                )
+            }
+        request = SegmentedEmbeddingRequest(
+            segmented_embedding_params=SegmentedEmbeddingParams(embedding_dimension=dimension, **media)
+        )
+        output = f"s3://{self.staging_bucket}/{self.staging_prefix}outputs/"
+        arn = await self.embedder.start_segmented(request, output, client_token=job_id)
+        return {**payload, "arn": arn, "output_uri": output}
+
+    async def poll(self, payload: dict[str, Any]) -> AsyncJobState:
+        return await self.embedder.get_async_job(payload["arn"])
+
+    async def read(self, payload: dict[str, Any]) -> AsyncOutput:
+        from nova_mcp_server.embedders.nova import job_id_of  # boto3 stays unimported on the local backend
+
+        uri = payload.get("result_uri") or payload["output_uri"]
+        return await self.embedder.read_async_output(uri, job_id=job_id_of(payload["arn"]))
+
+
+def time_label(display: str, start: float | None, end: float | None) -> str:
+    if start is None:
+        return display
+    return f"{display} {_clock(start)}-{_clock(end or start)}"
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return (
+        f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+        if whole >= 3600
+        else f"{whole // 60:02d}:{whole % 60:02d}"
+    )

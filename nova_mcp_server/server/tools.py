@@ -1,0 +1,254 @@
+"""The MCP tools: thin adapters from arguments to the services, errors turned into text for the agent.
+
+Every `NovaError` becomes a `ToolError` (the only kind of error whose text reaches the model); anything
+unexpected becomes a ToolError that says what failed and what to try, with the traceback in the log only,
+so the agent never sees a bare "Error executing tool".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial, wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from nova_mcp_server.app import App
+from nova_mcp_server.errors import NovaError
+from nova_mcp_server.models import (
+    ContentInput,
+    DeleteReport,
+    EmbedResult,
+    IndexReport,
+    IndexSummary,
+    JobInfo,
+    SearchResult,
+)
+from nova_mcp_server.schema import EmbeddingPurpose, Modality
+from nova_mcp_server.thumbnails import hit_image
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+Progress = Callable[[float, float | None, str], Awaitable[None]]
+
+
+class IndexList(BaseModel):
+    indexes: list[IndexSummary]
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+def hints(title: str, *, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    """Tool annotations, every hint stated: clients decide from them what to run without asking."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
+
+
+def agent_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn every failure into a ToolError whose text says what to do; bugs keep their traceback in the log."""
+
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except NovaError as exc:
+            raise ToolError(exc.text) from None
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ToolError(f"Invalid arguments: {details}") from None
+        except ToolError:
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", fn.__name__)
+            raise ToolError(
+                f"{fn.__name__} failed because of an internal error (the details are in the server's log). "
+                "Nothing was lost: try the call again, or with fewer sources; if it keeps failing, report it "
+                "with the server log."
+            ) from None
+
+    return wrapper
+
+
+def progress_of(ctx: Context) -> Progress:
+    async def report(done: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(done, total=total, message=message)
+
+    return report
+
+
+def as_content(source: str) -> ContentInput:
+    # Any "s3:" spelling is an S3 URI, so a malformed one ("s3:/b/k") is reported as such, not as a path.
+    return ContentInput(s3_uri=source) if source[:3].lower() == "s3:" else ContentInput(path=source)
+
+
+def nothing_indexed(report: IndexReport) -> str:
+    shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
+    more = f" (and {len(report.failed) - 5} more)" if len(report.failed) > 5 else ""
+    return f"Nothing was indexed into '{report.index}': {len(report.failed)} source(s) failed. {shown}{more}"
+
+
+def register_read_tools(mcp: MCPServer, app: App) -> None:
+    nova = app.policy.is_nova
+
+    @mcp.tool(annotations=hints("Embed content", read_only=True, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def embed_content(
+        ctx: Context,
+        contents: Annotated[list[ContentInput], Field(min_length=1, max_length=32, description="1-32 contents")],
+        purpose: EmbeddingPurpose = EmbeddingPurpose.GENERIC_INDEX,
+        dimension: Annotated[int | None, Field(description="3072, 1024, 384 or 256 on Nova; default: server's")] = None,
+        include_vector: bool = False,
+    ) -> EmbedResult:
+        """Embed text, files, s3:// objects or base64 media into the shared vector space.
+
+        Returns per content its modality, dimension, model, norm, a short preview and a handle usable as
+        semantic_search's vector_handle; the full vector only when include_vector is true. With two or more
+        contents, also their cosine similarity matrix. Only each content's first segment is embedded.
+        """
+        return await app.embedding.embed(
+            contents, purpose=purpose, dimension=dimension, include_vector=include_vector, progress=progress_of(ctx)
+        )
+
+    @mcp.tool(annotations=hints("Semantic search", read_only=True, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def semantic_search(
+        ctx: Context,
+        query: Annotated[str | None, Field(description="text to search for")] = None,
+        image: Annotated[
+            ContentInput | None, Field(description="an image to search with: path, s3_uri or data")
+        ] = None,
+        vector_handle: Annotated[str | None, Field(description="handle from embed_content")] = None,
+        index: Annotated[str | None, Field(description="index name; default: the server's default index")] = None,
+        top_k: Annotated[int, Field(ge=1, le=100)] = 5,
+        filter: Annotated[dict[str, Any] | None, Field(description="S3 Vectors metadata filter")] = None,
+        modality: Annotated[list[Modality] | None, Field(description="only these modalities")] = None,
+        include_images: Annotated[bool, Field(description="attach image hits as images")] = False,
+    ) -> Annotated[CallToolResult, SearchResult]:
+        """Find the closest content to a text query, an image, or an embedded vector.
+
+        Hits carry score, modality, source, page (documents) or start/end seconds (audio, video) or a
+        character range (text), a snippet, the user's metadata and a nova:// URI.
+        """
+        result = await app.search.search(
+            query=query,
+            image=image,
+            vector_handle=vector_handle,
+            index=index,
+            top_k=top_k,
+            filter=filter,
+            modality=[m.value for m in modality] if modality else None,
+            progress=progress_of(ctx),
+        )
+        structured = result.model_dump(mode="json")
+        content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
+        if include_images:
+            roots = list(app.settings.allowed_roots)
+            for hit in result.hits:
+                picture = await anyio.to_thread.run_sync(partial(hit_image, roots, hit))
+                if picture is not None:
+                    content.append(ImageContent(type="image", data=picture[0], mime_type=picture[1]))
+        return CallToolResult(content=content, structured_content=structured)
+
+    @mcp.tool(annotations=hints("List indexes", read_only=True, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def list_indexes() -> IndexList:
+        """List the indexes with their dimension, embedder and vector count."""
+        return IndexList(indexes=await app.catalog.list())
+
+    @mcp.tool(
+        annotations=hints(
+            "Job status", read_only=app.settings.read_only, destructive=False, idempotent=True, open_world=nova
+        )
+    )
+    @agent_errors
+    async def job_status(
+        job_id: Annotated[str | None, Field(description="a job id; omit to list recent jobs")] = None,
+    ) -> JobList:
+        """Report one job (or the recent ones) and move it forward: a finished Bedrock job is ingested once."""
+        return JobList(jobs=await app.jobs.status(job_id))
+
+
+def register_write_tools(mcp: MCPServer, app: App) -> None:
+    nova = app.policy.is_nova
+
+    @mcp.tool(annotations=hints("Index content", read_only=False, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def index_content(
+        ctx: Context,
+        sources: Annotated[
+            list[str], Field(description="file or folder paths, or s3://bucket/key (a prefix ending in /)")
+        ] = [],  # noqa: B006 - pydantic copies defaults
+        texts: Annotated[list[str], Field(description="inline texts to index")] = [],  # noqa: B006
+        index: Annotated[str | None, Field(description="index name (3-63 chars a-z0-9.-)")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(description="your metadata, filterable; omitted: a source keeps what it had"),
+        ] = None,
+        include: Annotated[list[str], Field(description="glob patterns to keep, e.g. *.pdf")] = [],  # noqa: B006
+        exclude: Annotated[list[str], Field(description="glob patterns to skip")] = [],  # noqa: B006
+        recursive: bool = True,
+        wait: Annotated[bool, Field(description="false: return a job id at once and index in the background")] = True,
+    ) -> IndexReport:
+        """Index files, folders, s3:// objects or texts; unchanged sources are skipped, changed ones replaced.
+
+        Returns counts (indexed, skipped, failed with reasons) and the ids of async jobs for long media.
+        With wait=false the whole run is a background job: follow it with job_status or nova://jobs/{id}.
+        """
+        items = [ContentInput(text=t) for t in texts] + [as_content(s) for s in sources]
+        if not wait:
+            job_id = await app.jobs.start_index_job(
+                items, index=index, metadata=metadata, include=include, exclude=exclude, recursive=recursive
+            )
+            return IndexReport(index=index or app.settings.default_index, jobs=[job_id])
+        report = await app.indexing.index(
+            items,
+            index=index,
+            metadata=metadata,
+            include=include,
+            exclude=exclude,
+            recursive=recursive,
+            progress=progress_of(ctx),
+        )
+        if report.failed and not (report.indexed_sources or report.skipped_unchanged or report.jobs):
+            raise NovaError(nothing_indexed(report))  # is_error, so an agent cannot mistake it for success
+        return report
+
+    @mcp.tool(annotations=hints("Create index", read_only=False, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def create_index(name: Annotated[str, Field(description="3-63 chars: a-z 0-9 - .")]) -> IndexSummary:
+        """Create an empty index for this server's embedder (or return the existing one)."""
+        return await app.catalog.create(name)
+
+    @mcp.tool(annotations=hints("Delete index", read_only=False, destructive=True, idempotent=False, open_world=nova))
+    @agent_errors
+    async def delete_index(name: str) -> IndexSummary:
+        """Delete an index and every vector in it. This cannot be undone."""
+        return await app.catalog.delete(name)
+
+    @mcp.tool(
+        annotations=hints(
+            "Delete a source's content", read_only=False, destructive=True, idempotent=True, open_world=nova
+        )
+    )
+    @agent_errors
+    async def delete_content(
+        source: Annotated[str, Field(description="the path, s3:// URI or `source` value of a hit")],
+        index: str | None = None,
+    ) -> DeleteReport:
+        """Delete every vector of one source from an index."""
+        return await app.catalog.delete_source(index or app.settings.default_index, source)

@@ -1,0 +1,237 @@
+"""Indexing: resolve sources, skip unchanged ones, segment lazily, embed and write in bounded batches.
+
+Memory stays flat however large the call: a source is cut into segments as they are consumed, EMBED_BATCH
+at a time, and the writer drops each record once it is written. Sources run side by side so that small
+ones keep the embedder at its concurrency limit instead of waiting out each call's latency in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from nova_mcp_server import keys
+from nova_mcp_server.errors import InvalidInput, NovaError
+from nova_mcp_server.ingest.model import Segment, SourceRef
+from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.models import ContentInput, Failure, IndexReport, Locator
+from nova_mcp_server.schema import EmbeddingPurpose
+from nova_mcp_server.services.catalog import Catalog
+from nova_mcp_server.services.embedding import EmbedderPolicy, Progress, no_progress
+from nova_mcp_server.services.metadata import segment_metadata, user_metadata
+from nova_mcp_server.services.writer import SourceCommit, Writer, markers
+from nova_mcp_server.stores.base import (
+    MAX_GET,
+    VectorRecord,
+    VectorStore,
+    check_index_name,
+    check_metadata_json,
+    check_vectors,
+)
+
+EMBED_BATCH = 64  # segments per embed() call: what one source holds in memory at a time
+SOURCE_LANES_PER_SLOT = 2  # sources in flight per embedder concurrency slot
+
+
+class MediaStarter(Protocol):
+    """Starts Nova's async segmented job for long media (the aws backend with a staging bucket)."""
+
+    async def wants(self, source: SourceRef) -> bool: ...
+
+    async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str: ...
+
+
+@dataclass
+class _Outcome:
+    skipped: bool = False
+    job_id: str | None = None
+    commit: SourceCommit | None = None
+
+
+def unchanged(marker: dict[str, Any], source: SourceRef, user_meta: dict[str, Any]) -> bool:
+    """Same bytes, fully indexed, and (when the call gives metadata) the same metadata: nothing to write.
+
+    A call without metadata keeps what the source was indexed with, so re-running a plain index is free.
+    """
+    if marker.get("content_hash") != source.content_hash or marker.get("partial"):
+        return False
+    return not user_meta or user_metadata(marker) == user_meta
+
+
+class Indexing:
+    def __init__(
+        self,
+        policy: EmbedderPolicy,
+        ingest: Ingest,
+        catalog: Catalog,
+        store: VectorStore,
+        *,
+        default_index: str,
+        media: MediaStarter | None = None,
+    ) -> None:
+        self.policy = policy
+        self.ingest = ingest
+        self.catalog = catalog
+        self.store = store
+        self.default_index = default_index
+        self.media = media
+
+    async def index(
+        self,
+        items: Sequence[ContentInput],
+        *,
+        index: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        recursive: bool = True,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        name = index or self.default_index
+        check_index_name(name)
+        user_meta = keys.check_user_metadata(metadata)
+        if not items:
+            raise InvalidInput("Give at least one path, s3:// URI or text to index.")
+        report = progress or no_progress
+        await report(0, None, "resolving sources")
+        sources, failures = await self.ingest.resolve_contents(
+            items, include=include, exclude=exclude, recursive=recursive
+        )
+        result = IndexReport(index=name, failed=[Failure(source=f.source, reason=f.reason) for f in failures])
+        if not sources:
+            return result
+        target = await self.catalog.target(name)
+        writer = Writer(self.store, target)
+        total = len(sources)
+        outcomes: dict[int, _Outcome] = {}
+        failed: dict[int, Failure] = {}
+        done = 0
+
+        async def worker(receive: MemoryObjectReceiveStream[tuple[int, SourceRef, Any]]) -> None:
+            nonlocal done
+            async with receive:
+                async for position, source, marker in receive:
+                    await report(done, total, f"indexing {source.display}")
+                    try:
+                        if isinstance(marker, NovaError):
+                            raise marker
+                        outcomes[position] = await self._index_source(writer, source, marker, user_meta, report)
+                    except NovaError as exc:
+                        failed[position] = Failure(source=source.display, reason=exc.text)
+                    done += 1
+
+        send, receive = anyio.create_memory_object_stream[tuple[int, SourceRef, Any]](0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._feed, writer, sources, send)
+            for _ in range(self._lanes()):
+                tg.start_soon(worker, receive.clone())
+            receive.close()
+        await writer.close()
+
+        for position in sorted(outcomes):
+            outcome = outcomes[position]
+            commit = outcome.commit
+            if outcome.skipped:
+                result.skipped_unchanged += 1
+            elif outcome.job_id:
+                result.jobs.append(outcome.job_id)
+            elif commit is not None and (commit.error is not None or not commit.committed):
+                reason = commit.error.text if commit.error else "its commit marker was not written"
+                failed[position] = Failure(source=sources[position].display, reason=reason)
+            elif commit is not None:
+                result.indexed_sources += 1
+                result.indexed_segments += commit.count
+                result.removed_segments += commit.stale
+        result.failed.extend(failed[p] for p in sorted(failed))
+        await report(total, total, "done")
+        return result
+
+    def _lanes(self) -> int:
+        return max(2, SOURCE_LANES_PER_SLOT * int(getattr(self.policy.embedder, "concurrency", 1)))
+
+    async def _feed(
+        self, writer: Writer, sources: Sequence[SourceRef], send: MemoryObjectSendStream[tuple[int, SourceRef, Any]]
+    ) -> None:
+        """Hand sources to the workers with their commit markers, read MAX_GET at a time (one call per wave)."""
+        async with send:
+            for start in range(0, len(sources), MAX_GET):
+                wave = sources[start : start + MAX_GET]
+                sids = [keys.source_id(s.uri) for s in wave]
+                found: dict[str, dict[str, Any]] | NovaError = {}
+                if writer.target.exists:
+                    try:
+                        found = await markers(self.store, writer.target.name, sids)
+                    except NovaError as exc:  # each source of the wave reports it
+                        found = exc
+                for offset, (source, sid) in enumerate(zip(wave, sids, strict=True)):
+                    try:
+                        writer.target.check_alive()
+                    except NovaError as exc:
+                        found = exc  # the index is gone: every source left reports it, none is embedded
+                    marker = found if isinstance(found, NovaError) else found.get(sid)
+                    await send.send((start + offset, source, marker))
+
+    async def _index_source(
+        self,
+        writer: Writer,
+        source: SourceRef,
+        marker: dict[str, Any] | None,
+        user_meta: dict[str, Any],
+        progress: Progress,
+    ) -> _Outcome:
+        sid = keys.source_id(source.uri)
+        if marker and unchanged(marker, source, user_meta):
+            return _Outcome(skipped=True)
+        if marker and not user_meta:  # a changed source keeps the metadata it was indexed with
+            user_meta = user_metadata(marker)
+        old_count = int(marker.get("segment_count", 0)) if marker else 0
+        if self.media is not None and await self.media.wants(source):
+            await writer.target.ensure()
+            return _Outcome(job_id=await self.media.start(writer.target.name, source, user_meta, old_count))
+        commit = writer.begin(sid, source.content_hash, old_count)
+        produced = 0
+        try:
+            async for batch in self.ingest.segment_batches(source, self.policy.embedder.info, EMBED_BATCH):
+                writer.target.check_alive()
+                records = await self._embed_batch(sid, source, batch, user_meta, progress)
+                await writer.add(commit, records)
+                produced += len(records)
+            if not produced:
+                raise InvalidInput(f"{source.display} has no content to index.")
+        except NovaError as exc:
+            await writer.fail(commit, exc)
+            raise
+        await writer.finish(commit)
+        return _Outcome(commit=commit)
+
+    async def _embed_batch(
+        self, sid: str, source: SourceRef, batch: Sequence[Segment], user_meta: dict[str, Any], progress: Progress
+    ) -> list[VectorRecord]:
+        purpose, dimension = EmbeddingPurpose.GENERIC_INDEX, self.policy.request_dimension
+        results = await self.policy.embed([seg.to_request(purpose, dimension) for seg in batch], progress)
+        records = [
+            VectorRecord(
+                key=keys.vector_key(sid, seg.ordinal),
+                data=items[0].embedding,
+                metadata=segment_metadata(
+                    uri=source.uri,
+                    modality=seg.modality.value,
+                    format=source.format,
+                    ordinal=seg.ordinal,
+                    locator=Locator.of(seg),
+                    user_meta=user_meta,
+                    snippet=seg.snippet or seg.text,
+                ),
+            )
+            for seg, items in zip(batch, results, strict=True)
+        ]
+        # Refuse this source's bad vectors or metadata here, before a batch shared with other sources is sent:
+        # the store would refuse the whole batch, failing every source in it.
+        check_vectors(records, self.policy.dimension, "cosine")
+        for record in records:
+            check_metadata_json(record.metadata, keys.NON_FILTERABLE_KEYS, key=record.key)
+        return records

@@ -1,0 +1,141 @@
+"""Long media as durable jobs: start Nova's async task, then ingest its output once through the writer.
+
+A job row is written only once Bedrock accepted the start, so a failed start leaves nothing behind for the
+poller to bill a second time. Output records are numbered over the successful segments, so segment 0
+(the commit marker) exists whenever anything succeeded, and failed segments leave the source `partial`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nova_mcp_server import keys
+from nova_mcp_server.embedders.nova_async import NovaAsyncMedia, time_label
+from nova_mcp_server.errors import IndexNotFound, NovaError
+from nova_mcp_server.ingest.model import SourceRef
+from nova_mcp_server.jobstore import LEASE_SECONDS, AsyncJobStore, new_job_id
+from nova_mcp_server.models import Locator
+from nova_mcp_server.schema import ResultStatus
+from nova_mcp_server.services.catalog import Catalog
+from nova_mcp_server.services.embedding import EmbedderPolicy
+from nova_mcp_server.services.metadata import segment_metadata
+from nova_mcp_server.services.writer import Writer
+from nova_mcp_server.stores.base import VectorRecord, VectorStore
+
+KIND = "nova-async"
+
+
+class MediaJobs:
+    def __init__(
+        self,
+        nova: NovaAsyncMedia,
+        jobs: AsyncJobStore,
+        catalog: Catalog,
+        store: VectorStore,
+        policy: EmbedderPolicy,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.nova = nova
+        self.jobs = jobs
+        self.catalog = catalog
+        self.store = store
+        self.policy = policy
+        self.lease_seconds = lease_seconds
+
+    async def wants(self, source: SourceRef) -> bool:
+        return await self.nova.wants(source.modality, source.local_path)
+
+    async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str:
+        """Start the Bedrock job; the row is written only once the start was accepted."""
+        duration = await self.nova.duration(source.modality, source.local_path) or 0.0
+        payload = self.nova.job_payload(
+            uri=source.uri,
+            display=source.display,
+            content_hash=source.content_hash,
+            format=source.format,
+            modality=source.modality,
+            duration=duration,
+        )
+        payload.update(user_meta=user_meta, old_count=old_count)
+        job_id = new_job_id()
+        started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension)
+        return await self.jobs.create(
+            kind=KIND, index=index, source=source.display, payload=started, status="running", job_id=job_id
+        )
+
+    async def advance(self, job_id: str) -> None:
+        job = await self.jobs.get(job_id)
+        payload = await self.jobs.payload(job_id)
+        if job.status == "pending":  # a row from a release that wrote it before the start was confirmed
+            started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension)
+            await self.jobs.update(job_id, status="running", payload=started)
+            return
+        if job.status == "running":
+            state = await self.nova.poll(payload)
+            if state.status == "InProgress":
+                return
+            if state.status == "Failed":
+                await self.jobs.update(job_id, status="failed", error=f"Bedrock job failed: {state.failure_message}")
+                return
+            payload["result_uri"] = state.output_s3_uri or payload["output_uri"]
+            await self.jobs.update(job_id, payload=payload)
+        if not await self.jobs.claim(job_id, self.lease_seconds, status="ingesting"):
+            return
+        try:
+            await self._ingest(job_id, job.index, payload)
+        except IndexNotFound as exc:
+            await self.jobs.update(
+                job_id, status="failed", lease_until=0, error=f"the target index is gone: {exc.text}"
+            )
+        except NovaError as exc:
+            await self.jobs.update(job_id, status="running", lease_until=0, error=f"ingest will be retried: {exc.text}")
+            raise
+
+    async def _ingest(self, job_id: str, index: str, payload: dict[str, Any]) -> None:
+        output = await self.nova.read(payload)
+        uri = payload["source_uri"]
+        sid = keys.source_id(uri)
+        records: list[VectorRecord] = []
+        failures: list[str] = []
+        # Ordinals follow (type, segment index) so AUDIO_VIDEO_SEPARATE's two vectors per segment get two keys.
+        for rec in sorted(output.records, key=lambda r: (r.embedding_type.value, r.index)):
+            if rec.status != ResultStatus.SUCCESS or not rec.embedding:
+                failures.append(f"segment {rec.index}: {rec.failure_reason or 'failed'} {rec.message or ''}".strip())
+                continue
+            ordinal = len(records)
+            meta = segment_metadata(
+                uri=uri,
+                modality=payload["modality"],
+                format=payload["format"],
+                ordinal=ordinal,
+                locator=Locator(start_s=rec.start_seconds, end_s=rec.end_seconds),
+                user_meta=payload["user_meta"],
+                snippet=time_label(payload["source_display"], rec.start_seconds, rec.end_seconds),
+                extra={"embedding_type": rec.embedding_type.value},
+            )
+            records.append(VectorRecord(key=keys.vector_key(sid, ordinal), data=rec.embedding, metadata=meta))
+        for summary in output.result.embedding_results:  # PARTIAL_SUCCESS is already told by its failed segments
+            if summary.status == ResultStatus.FAILURE:
+                failures.append(f"{summary.embedding_type.value}: {summary.failure_reason or summary.status.value}")
+        if records:
+            target = await self.catalog.target(index)
+            if not target.exists:
+                raise IndexNotFound(index)
+            writer = Writer(self.store, target)
+            commit = writer.begin(sid, payload["content_hash"], payload["old_count"], partial=bool(failures))
+            await writer.commit(commit, records)
+            if commit.error is not None:
+                raise commit.error
+        error = None if not failures else f"{len(failures)} segment(s) failed; index_content again to retry them."
+        status = "failed" if not records else ("partial" if failures else "completed")
+        await self.jobs.update(
+            job_id,
+            status=status,
+            vectors_written=len(records),
+            progress_done=len(records),
+            progress_total=len(records) + len(failures),
+            segment_failures=failures[:50],
+            lease_until=0,
+            error=error if records else (error or "the job produced no vectors"),
+        )

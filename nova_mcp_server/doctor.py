@@ -397,6 +397,13 @@ def run_doctor(
     return DoctorReport(backend=backend, ok=all(c.status != "fail" for c in run.checks), checks=run.checks)
 
 
+async def run_doctor_in_thread(settings: Any, **kwargs: Any) -> DoctorReport:
+    """For the MCP tool: the same checks off the event loop (boto3 and the cache probe block)."""
+    import anyio
+
+    return await anyio.to_thread.run_sync(lambda: run_doctor(settings, **kwargs))
+
+
 def render(report: DoctorReport) -> str:
     """The report as text: one line per check, the fix indented under a failure."""
     marks = {"pass": "PASS", "fail": "FAIL", "skipped": "SKIP"}

@@ -293,3 +293,10 @@ def test_allowed_folders_refuse_the_disk_the_home_folder_and_missing_ones(tmp_pa
     settings = Settings(backend="local", data_dir=tmp_path / "d", allowed_roots=[path])
     check = {c.name: c for c in doctor.run_doctor(settings, downloader=_no_model(tmp_path)).checks}["allowed folders"]
     assert check.status == "fail" and "NOVA_MCP_ALLOWED_ROOTS" in (check.fix or "")
+
+
+@pytest.mark.anyio
+async def test_the_tool_form_runs_the_same_checks_off_the_event_loop(tmp_path: Path, tiny_model: Path) -> None:
+    settings = Settings(backend="local", data_dir=tmp_path / "d", local_model_path=tiny_model, allowed_roots=[tmp_path])
+    report = await doctor.run_doctor_in_thread(settings)
+    assert report == doctor.run_doctor(settings)

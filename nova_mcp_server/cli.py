@@ -151,7 +151,9 @@ def serve(app: Any) -> int:
     settings = app.settings
     mcp = build_server(app)
     if settings.transport == "stdio":
-        mcp.run()
+        from nova_mcp_server.stdio import run_stdio
+
+        anyio.run(run_stdio, mcp)  # like mcp.run(), but unreadable lines get a JSON-RPC error, not silence
         return 0
     from nova_mcp_server.server.http import serve_http
 

@@ -481,3 +481,77 @@ async def test_without_roots_file_tools_say_how_to_set_them(tmp_path: Path, tiny
             assert needed in result.content[0].text
         inline = await client.call_tool("index_content", {"texts": ["inline needs no root"], "index": "docs"})
         assert inline.structured_content["indexed_sources"] == 1
+
+
+# ---- every stdio line gets an answer ------------------------------------------------------------------------
+
+
+def test_stdio_answers_lines_the_sdk_cannot_parse(tmp_path: Path, tiny_model: Path) -> None:
+    """Over real stdio: a request nested ~200 JSON levels deep and a broken line each get a JSON-RPC error
+    (the SDK's transport alone drops both and the client hangs), and the session keeps working."""
+    import json
+    import queue
+    import threading
+
+    proc = subprocess.Popen(
+        [SCRIPT],
+        env=server_env(tmp_path, tiny_model),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def send(message: Any) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        proc.stdin.write(text.encode() + b"\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    def answer() -> dict[str, Any]:
+        return json.loads(lines.get(timeout=60))  # a hang guard only: without the fix no line ever comes
+
+    deep: dict[str, Any] = {"modality": "text"}
+    for _ in range(100):
+        deep = {"$and": [deep]}
+    try:
+        send({"jsonrpc": "2.0", "id": 1, **INIT})
+        assert answer()["id"] == 1
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        call = {"name": "semantic_search", "arguments": {"query": "x", "index": "docs", "filter": deep}}
+        send({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": call})
+        nested = answer()
+        assert nested["id"] == 7 and nested["error"]["code"] == -32600
+        assert "nested" in nested["error"]["message"]
+        send('{"jsonrpc": "2.0", "id": 8, "method": ')
+        broken = answer()
+        assert broken == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
+        send("[1, 2]")
+        assert answer()["error"]["code"] == -32600
+        send({"jsonrpc": "2.0", "id": 9, "method": "tools/list"})
+        listed = answer()
+        assert listed["id"] == 9 and any(t["name"] == "semantic_search" for t in listed["result"]["tools"])
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_error_reply_shapes() -> None:
+    import mcp_types
+    from pydantic import ValidationError
+
+    from nova_mcp_server.stdio import error_reply
+
+    def reply(line: str) -> dict[str, Any]:
+        try:
+            mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValidationError as exc:
+            return error_reply(exc).model_dump(mode="json", exclude_unset=True)
+        raise AssertionError("the SDK accepted it")
+
+    assert reply("{") == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
+    assert reply('{"jsonrpc": "2.0", "id": "a", "method": 5}')["id"] == "a"
+    assert reply('{"jsonrpc": "2.0", "id": true, "method": 5}')["id"] is None  # not a valid id: not echoed
+    assert reply('{"jsonrpc": "2.0", "id": "' + "x" * 500 + '", "method": 5}')["id"] is None

@@ -130,7 +130,7 @@ class ModelDownloader:
     def _tracker(self) -> type:
         owner = self
 
-        class Tracker(tqdm):  # type: ignore[misc,type-arg]
+        class Tracker(tqdm):
             """A silent tqdm: huggingface_hub updates it, we read its counters."""
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -20,7 +20,7 @@ import math
 from datetime import date
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, NonNegativeFloat, NonNegativeInt
 
@@ -113,6 +113,29 @@ class CostEstimate(BaseModel):
 def estimate_text_tokens(chars: int) -> int:
     """Tokens for `chars` characters of text: an estimate, since Nova reports no usage and its tokenizer is private."""
     return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
+
+
+def count_segment(counts: UsageCounts, segment: Any, *, new_source: bool = False) -> None:
+    """Add one segment (anything with `embed_as`, `text`, `start_s`, `end_s`, like ingest's Segment) to `counts`.
+
+    Text is counted in estimated tokens, an image (or a PDF page image) as one image, audio and video by their
+    seconds. The dry run calls this for every segment it produces, with `new_source` on a source's first one.
+    """
+    counts.segments += 1
+    counts.sources += new_source
+    kind = segment.embed_as
+    if kind == "text":
+        counts.text_tokens += estimate_text_tokens(len(segment.text or ""))
+    elif kind == "image":
+        counts.images += 1
+    elif kind in ("audio", "video"):
+        seconds = max((segment.end_s or 0.0) - (segment.start_s or 0.0), 0.0)
+        if kind == "audio":
+            counts.audio_seconds += seconds
+        else:
+            counts.video_seconds += seconds
+    else:
+        raise ValueError(f"unknown embed_as {kind!r}: text, image, audio or video")
 
 
 def estimate(

@@ -95,3 +95,20 @@ def test_render_shows_every_figure_and_the_date() -> None:
     assert "video: 12 seconds x $0.0007 = $0.0084" in text
     assert f"prices as of {report.prices_as_of}" in text and "https://aws.amazon.com/s3/pricing/" in text
     assert "e-0" not in text  # no exponent notation for small amounts
+
+
+def test_segments_are_counted_by_what_they_send() -> None:
+    from nova_mcp_server.ingest.model import Segment
+
+    counts = UsageCounts()
+    segments = [
+        (True, Segment(ordinal=0, modality="text", embed_as="text", text="x" * 4001)),
+        (False, Segment(ordinal=1, modality="document", embed_as="image", media=b"png", media_format="png", page=1)),
+        (True, Segment(ordinal=0, modality="video", embed_as="video", media=b"mp4", start_s=10.0, end_s=20.5)),
+        (True, Segment(ordinal=0, modality="audio", embed_as="audio", media=b"wav", start_s=0.0, end_s=7.0)),
+    ]
+    for first, segment in segments:
+        pricing.count_segment(counts, segment, new_source=first)
+    assert counts == UsageCounts(
+        sources=3, segments=4, text_tokens=1001, images=1, video_seconds=10.5, audio_seconds=7.0
+    )

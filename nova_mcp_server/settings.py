@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     staging_bucket: str | None = Field(default=None, description="S3 bucket for media and async outputs")
     staging_prefix: str = Field(default="nova-mcp/", description="key prefix inside the staging bucket")
     concurrency: int = Field(default=8, ge=1, le=256, description="concurrent embedding calls")
+    bedrock_region: str | None = Field(
+        default=None, description="region for Bedrock when it differs from the S3 Vectors region (else region)"
+    )
+    aws_call_budget_s: float = Field(
+        default=300.0, gt=0, le=3600, description="total seconds one AWS call may take, retries included"
+    )
+    video_embedding_mode: Literal["combined", "separate"] = Field(
+        default="combined",
+        description="Nova video vectors: combined (one per segment) or separate (audio and picture, two per segment)",
+    )
 
     # Local
     local_model: str | None = Field(
@@ -102,6 +112,16 @@ class Settings(BaseSettings):
     _split_hosts = field_validator("allowed_hosts", "allowed_origins", mode="before")(
         classmethod(lambda cls, v: [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v)
     )
+
+    @field_validator("vector_bucket")
+    @classmethod
+    def _vector_bucket_name(cls, value: str | None) -> str | None:
+        from nova_mcp_server.stores.base import vector_bucket_problem
+
+        problem = vector_bucket_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("dimension")
     @classmethod

@@ -1,21 +1,11 @@
 """Helpers for the store tests: a moto-backed S3 Vectors client completed where moto stops.
 
-moto (5.2.x) implements S3 Vectors CRUD but not `query_vectors`, and it skips a few documented behaviours.
-`S3VectorsEmulator` wraps a real boto3 client under `mock_aws` and adds, as the service documents them:
-
-- `query_vectors`: parameters validated against botocore's service model (so a malformed request fails as
-  it would before leaving boto3), then answered exactly by brute force over the vectors moto holds, with
-  the reference filter evaluator (`filters.matches`) and S3 Vectors distances (cosine: 1 - cos; euclidean:
-  L2), nearest first;
-- `get_index` returning `metadataConfiguration` and `creationTime` (moto drops them);
-- `create_index` on an existing name raising `ConflictException` (moto silently succeeds).
-
-Everything else goes straight to moto. `calls` records (operation, params) for assertions.
+The emulator itself lives in `fakes/s3vectors.py` (written from the S3 Vectors docs: its own filter
+evaluator, paginated queries, CLASSIC and ENHANCED index modes); it is re-exported here for old imports.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import ClientError, ParamValidationError
-from botocore.validate import ParamValidator
+from botocore.exceptions import ClientError
+from fakes.s3vectors import S3VectorsEmulator
 
-from nova_mcp_server.errors import InvalidInput
 from nova_mcp_server.stores.base import IndexSpec, VectorRecord
-from nova_mcp_server.stores.filters import matches, validate_filter
 
 BUCKET = "nova-test-vectors"
 
@@ -37,112 +25,6 @@ def _error(code: str, message: str, operation: str, status: int = 400) -> Client
     return ClientError(
         {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
     )
-
-
-class S3VectorsEmulator:
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._model = client.meta.service_model
-        self._configs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def call(**params: Any) -> Any:
-            self.calls.append((name, params))
-            return method(**params)
-
-        return call
-
-    @property
-    def meta(self) -> Any:
-        return self._client.meta
-
-    def validate(self, operation: str, params: dict[str, Any]) -> None:
-        report = ParamValidator().validate(params, self._model.operation_model(operation).input_shape)
-        if report.has_errors():
-            raise ParamValidationError(report=report.generate_report())
-
-    def create_index(self, **params: Any) -> dict[str, Any]:
-        self.calls.append(("create_index", params))
-        key = (params["vectorBucketName"], params["indexName"])
-        try:
-            self._client.get_index(vectorBucketName=key[0], indexName=key[1])
-        except ClientError:
-            pass
-        else:
-            raise _error("ConflictException", "An index with this name already exists", "CreateIndex", 409)
-        response = self._client.create_index(**params)
-        self._configs[key] = {
-            "metadataConfiguration": params.get("metadataConfiguration"),
-            "creationTime": dt.datetime.now(dt.UTC),
-        }
-        return response
-
-    def get_index(self, **params: Any) -> dict[str, Any]:
-        self.calls.append(("get_index", params))
-        response = self._client.get_index(**params)
-        extra = self._configs.get((params["vectorBucketName"], params["indexName"]), {})
-        for name, value in extra.items():
-            if value is not None:
-                response["index"].setdefault(name, value)
-        return response
-
-    def delete_index(self, **params: Any) -> dict[str, Any]:
-        self.calls.append(("delete_index", params))
-        response = self._client.delete_index(**params)
-        self._configs.pop((params["vectorBucketName"], params["indexName"]), None)
-        return response
-
-    def query_vectors(self, **params: Any) -> dict[str, Any]:
-        self.calls.append(("query_vectors", params))
-        self.validate("QueryVectors", params)
-        ids = {"vectorBucketName": params["vectorBucketName"], "indexName": params["indexName"]}
-        index = self.get_index(**ids)["index"]
-        query = np.asarray(params["queryVector"]["float32"], dtype=np.float32).astype(np.float64)
-        if len(query) != index["dimension"]:
-            raise _error("ValidationException", f"Query vector must have length {index['dimension']}", "QueryVectors")
-        if params["topK"] > 100:
-            raise _error("ValidationException", "topK must be at most 100", "QueryVectors")
-        non_filterable = (index.get("metadataConfiguration") or {}).get("nonFilterableMetadataKeys", [])
-        try:
-            compiled = validate_filter(params.get("filter"), non_filterable)
-        except InvalidInput as exc:
-            raise _error("ValidationException", exc.text, "QueryVectors") from exc
-        scored = []
-        for v in self._all_vectors(ids):
-            if not matches(v.get("metadata"), compiled):
-                continue
-            x = np.asarray(v["data"]["float32"], dtype=np.float32).astype(np.float64)
-            if index["distanceMetric"] == "cosine":
-                distance = 1.0 - float(x @ query) / float(np.linalg.norm(x) * np.linalg.norm(query))
-            else:
-                distance = float(np.linalg.norm(x - query))
-            scored.append((distance, v["key"], v.get("metadata")))
-        scored.sort(key=lambda t: (t[0], t[1]))
-        hits = []
-        for distance, key, metadata in scored[: params["topK"]]:
-            hit: dict[str, Any] = {"key": key}
-            if params.get("returnDistance"):
-                hit["distance"] = distance
-            if params.get("returnMetadata") and metadata is not None:
-                hit["metadata"] = metadata
-            hits.append(hit)
-        return {"vectors": hits, "distanceMetric": index["distanceMetric"]}
-
-    def _all_vectors(self, ids: dict[str, str]) -> Iterator[dict[str, Any]]:
-        token = None
-        while True:
-            page = self._client.list_vectors(
-                **ids, returnData=True, returnMetadata=True, **({"nextToken": token} if token else {})
-            )
-            yield from page["vectors"]
-            token = page.get("nextToken")
-            if not token:
-                return
 
 
 @contextmanager

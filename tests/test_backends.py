@@ -23,8 +23,8 @@ pytestmark = pytest.mark.anyio
 
 def test_local_is_the_default_and_aws_follows_a_vector_bucket(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).resolved_backend == "local"
-    assert Settings(data_dir=tmp_path, vector_bucket="vb").resolved_backend == "aws"
-    assert Settings(data_dir=tmp_path, vector_bucket="vb", backend="local").resolved_backend == "local"
+    assert Settings(data_dir=tmp_path, vector_bucket="vbk").resolved_backend == "aws"
+    assert Settings(data_dir=tmp_path, vector_bucket="vbk", backend="local").resolved_backend == "local"
 
 
 def test_aws_backend_needs_a_vector_bucket(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_aws_backend_needs_a_vector_bucket(tmp_path: Path) -> None:
 def test_building_the_aws_core_makes_no_client_and_imports_no_model(tmp_path: Path) -> None:
     clients = AwsClients("us-east-1")
     core = build_app(
-        Settings(data_dir=tmp_path, vector_bucket="vb", staging_bucket="sb", dimension=384), clients=clients
+        Settings(data_dir=tmp_path, vector_bucket="vbk", staging_bucket="sb", dimension=384), clients=clients
     )
     assert clients._clients == {}
     caps = core.capabilities()

@@ -3,8 +3,8 @@ and after a partial failure the index holds exactly what succeeded; re-running f
 
 Bedrock is the `FakeBedrockRuntime` (real error codes and statuses); vectors go to the local store, or to
 `S3VectorsStore` on moto (through the query emulator) with faults injected below it. S3 Vectors retries are
-botocore's own (standard mode, from `AwsClients.config()`), so they are exercised with faults injected at
-the HTTP layer (`before-send`), where botocore's retry handler sees them as it would see a real 503.
+our retry layer (`aws_retry`; botocore makes one attempt each), so they are exercised with faults injected at
+the HTTP layer (`before-send`), where they fail an attempt as a real 503 would.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.retries.standard
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -29,6 +28,7 @@ from support import nova_core
 from nova_mcp_server import keys
 from nova_mcp_server.app import App
 from nova_mcp_server.aws import AwsClients
+from nova_mcp_server.aws_retry import RetryPolicy
 from nova_mcp_server.errors import BackendUnavailable
 from nova_mcp_server.models import ContentInput
 from nova_mcp_server.server import build_server
@@ -118,7 +118,7 @@ async def test_a_client_side_read_timeout_is_retried(tmp_path: Path, fake_bedroc
     [
         ("ThrottlingException", "throttling or unavailable", "try again later", 4),
         ("ServiceUnavailableException", "throttling or unavailable", "try again later", 4),
-        ("ModelTimeoutException", "throttling or unavailable", "try again later", 1),
+        ("ModelTimeoutException", "model timed out", "shorter clip", 2),  # one more attempt, on purpose
         ("AccessDeniedException", "denied access", "model access", 1),
         ("ValidationException", "rejected the request", "", 1),
     ],
@@ -192,15 +192,11 @@ async def test_a_source_that_keeps_failing_is_reported_and_a_rerun_finishes_the_
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """botocore's standard-mode backoff, recorded and then skipped so the test does not sleep for seconds."""
+    """The retry layer's backoff (aws_retry), recorded and then skipped so the test does not sleep for seconds."""
+    from nova_mcp_server import aws_retry
+
     delays: list[float] = []
-    real = botocore.retries.standard.ExponentialBackoff.delay_amount
-
-    def record(self: Any, context: Any) -> float:
-        delays.append(real(self, context))
-        return 0.0
-
-    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", record)
+    monkeypatch.setattr(aws_retry, "_sleep", delays.append)
     return delays
 
 
@@ -246,7 +242,7 @@ class _Raw:
 
 @pytest.fixture
 def s3v() -> Iterator[tuple[S3VectorsStore, HttpFaults]]:
-    """S3VectorsStore on moto through a client built exactly as the aws backend builds it (standard retries)."""
+    """S3VectorsStore on moto through a client built exactly as the aws backend builds it (our retry layer)."""
     from moto import mock_aws
 
     with mock_aws():
@@ -281,10 +277,10 @@ def test_s3vectors_503_past_the_retries_is_a_clear_error_and_writes_nothing(
     store, faults = s3v
     store.create_index(IndexSpec(name="idx", dimension=4))
     store.put_vectors("idx", [VectorRecord(key="kept", data=[1, 0, 0, 0])])
-    faults.plan = [("PutVectors", 503, "ServiceUnavailableException")] * 5  # AwsClients: 5 attempts in all
-    with pytest.raises(BackendUnavailable, match="failed after retries.*retry later"):
+    faults.plan = [("PutVectors", 503, "ServiceUnavailableException")] * 4  # AwsClients: 4 attempts in all
+    with pytest.raises(BackendUnavailable, match="after retries.*Try again later"):
         store.put_vectors("idx", [VectorRecord(key="lost", data=[0, 1, 0, 0])])
-    assert faults.injected == 5 and len(fast_retries) == 4
+    assert faults.injected == 4 and len(fast_retries) == 3
     assert [v.key for v in store.list_vectors("idx").vectors] == ["kept"]
 
 
@@ -316,11 +312,13 @@ async def test_a_failed_s3vectors_batch_mid_folder_then_a_rerun(tmp_path: Path, 
     folder = corpus(tmp_path, n=90, chunks=4)  # ~580 segments: more than one 500-vector batch
     fake = FakeBedrockRuntime(s3=moto_s3)
     proxy = FailingPuts(S3VectorsEmulator(boto3.client("s3vectors", region_name="us-east-1")), {1})
-    core = nova_core(tmp_path, fake, concurrency=4, store=S3VectorsStore(proxy, "core-vectors"))
+    core = nova_core(
+        tmp_path, fake, concurrency=4, store=S3VectorsStore(proxy, "core-vectors", retry=RetryPolicy(max_attempts=1))
+    )  # a 503 past the retries
     report = await core.indexing.index([content(folder)], index="faults")
     assert proxy.puts >= 2 and report.failed and report.indexed_sources + len(report.failed) == 90
     assert report.indexed_sources > 0  # a partial failure: some sources landed, some did not
-    assert all("retry later" in f.reason for f in report.failed)
+    assert all("try again later" in f.reason.lower() for f in report.failed)
     reference = await reference_keys(tmp_path, folder)
     written = stored_keys(core, "faults")
     assert set(written) <= set(reference) and len(written) == len(set(written))

@@ -639,9 +639,9 @@ def test_aws_clients_are_lazy_shared_and_configured() -> None:
         t.join()
     assert len({id(c) for c in built}) == 1
     config = built[0].meta.config
-    assert (
-        config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 7
-    )  # initial call + 6 retries
+    # one retry layer: botocore makes one attempt per call, ours makes up to max_attempts inside a budget
+    assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 1
+    assert built[0].policy.max_attempts == 7 and built[0].policy.attempt_timeout_s == 10 + 90
     assert config.max_pool_connections >= 32 and config.read_timeout == 90
     assert built[0].meta.region_name == "us-west-2"
     assert clients.s3().meta.service_model.service_name == "s3"
@@ -700,7 +700,8 @@ def test_messages_never_leak_signed_urls_or_keys() -> None:
         {"Error": {"Code": "AccessDenied", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},
         "GetObject",
     )
-    text = to_nova_error(exc, service="s3").text
+    text = to_nova_error(exc, service="s3", operation="GetObject").text
     assert "X-Amz-Signature" not in text and "AKIA" not in text and "abc123" not in text
-    assert "https://b.s3.amazonaws.com/k" in text
-    assert scrub("x" * 2000).endswith("...")
+    assert "amazonaws.com" not in text and "<presigned-url>" in text  # the whole presigned URL goes
+    assert "s3:GetObject" in text
+    assert scrub("word " * 400).endswith("...")

@@ -380,9 +380,9 @@ def test_s3_create_index_request_and_tags(s3: Any) -> None:
 
 
 def test_s3_splits_puts_by_payload(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nova_mcp_server.stores.s3vectors as mod
+    import nova_mcp_server.stores.s3vectors_wire as wire
 
-    monkeypatch.setattr(mod, "MAX_PAYLOAD_BYTES", 2_000)
+    monkeypatch.setattr(wire, "MAX_BODY_BYTES", 2_000)
     s3.create_index(spec("idx", 8))
     s3.put_vectors("idx", records(random_vectors(40, 8)))
     sizes = [len(p["vectors"]) for c, p in s3.client.calls if c == "put_vectors"]
@@ -403,10 +403,10 @@ def _raise(code: str, status: int) -> Any:
     ("code", "status", "kind", "fragment"),
     [
         ("AccessDeniedException", 403, AccessDenied, "s3vectors:QueryVectors and s3vectors:GetVectors"),
-        ("TooManyRequestsException", 429, BackendUnavailable, "after retries"),
-        ("ServiceUnavailableException", 503, BackendUnavailable, "retry later"),
-        ("InternalServerException", 500, BackendUnavailable, "after retries"),
-        ("ValidationException", 400, InvalidInput, "S3 Vectors rejected QueryVectors: boom"),
+        ("TooManyRequestsException", 429, BackendUnavailable, "throttling or unavailable (QueryVectors)"),
+        ("ServiceUnavailableException", 503, BackendUnavailable, "Try again later"),
+        ("InternalServerException", 500, BackendUnavailable, "(InternalServerException)"),
+        ("ValidationException", 400, InvalidInput, "S3 Vectors rejected the request (QueryVectors): boom"),
         ("NotFoundException", 404, IndexNotFound, "Index 'idx' does not exist"),
         ("KmsDisabledException", 400, AccessDenied, "KMS"),
     ],
@@ -430,5 +430,5 @@ def test_s3_connection_errors_and_bucket_creation(s3: Any, monkeypatch: pytest.M
         raise EndpointConnectionError(endpoint_url="https://s3vectors.us-east-1.api.aws")
 
     monkeypatch.setattr(s3.client, "get_vectors", offline)
-    with pytest.raises(BackendUnavailable, match="could not be reached"):
+    with pytest.raises(BackendUnavailable, match="Could not reach Amazon S3 Vectors"):
         s3.get_vectors("idx", ["a"])

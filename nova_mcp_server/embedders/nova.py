@@ -1,9 +1,10 @@
 """Nova Multimodal Embeddings on Amazon Bedrock: sync ``InvokeModel`` and the async segmented jobs.
 
 boto3 blocks, so every call runs in a worker thread; a ``CapacityLimiter`` bounds how many are in flight
-(Bedrock quotas are per account and region, and exceeding them only buys throttling). botocore's standard
-retries handle short blips; our own jittered backoff on top absorbs longer throttling bursts so that a
-large indexing run degrades to slower instead of failing.
+(Bedrock quotas are per account and region, and exceeding them only buys throttling). Retries are the one
+retry layer's (`aws_retry.RetryPolicy`: jittered backoff inside a total time budget per call; botocore's
+own retries are off), run from this async loop so a backoff never holds a worker thread. Failures go
+through the one AWS translator (`aws_errors.translate`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -22,7 +24,9 @@ import anyio.to_thread
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from nova_mcp_server.aws import BEDROCK_RUNTIME, S3, AwsClients, error_code, is_retryable, to_nova_error
+from nova_mcp_server.aws import AwsClients
+from nova_mcp_server.aws_errors import BEDROCK_RUNTIME, MODEL_TIMEOUT, S3, error_code, is_transient, translate
+from nova_mcp_server.aws_retry import RetryPolicy, unwrap
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import AccessDenied, BackendUnavailable, InvalidInput, ModelUnavailable, NovaError
 from nova_mcp_server.schema import (
@@ -128,7 +132,9 @@ class NovaEmbedder:
         max_attempts: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
+        budget_s: float | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -141,7 +147,9 @@ class NovaEmbedder:
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.budget_s = budget_s if budget_s is not None else self._clients.budget_s
         self._rng = rng or random.Random()
+        self._clock = clock
         self._limiter = anyio.CapacityLimiter(concurrency)
         # run_sync needs its own limiter: the default one caps at 40 threads, and the task already holds
         # a token of ``_limiter`` while it waits for its thread.
@@ -164,7 +172,7 @@ class NovaEmbedder:
             model_id=settings.model_id,
             default_dimension=settings.dimension,
             concurrency=settings.concurrency,
-            region=settings.region,
+            region=getattr(settings, "bedrock_region", None) or settings.region,
             clients=clients or AwsClients.from_settings(settings),
             **kwargs,
         )
@@ -173,17 +181,29 @@ class NovaEmbedder:
 
     @property
     def region(self) -> str | None:
-        return self._region or self._clients.region
+        return self._region or self._clients.region_for(BEDROCK_RUNTIME) or self._clients.region
 
     def _bedrock_client(self) -> Any:
         if self._bedrock is None:
             self._bedrock = self._clients.client(BEDROCK_RUNTIME)
-        return self._bedrock
+        return unwrap(self._bedrock)  # our _call runs the retry policy; never a second layer under it
 
     def _s3_client(self) -> Any:
         if self._s3 is None:
             self._s3 = self._clients.client(S3)
-        return self._s3
+        return unwrap(self._s3)
+
+    def policy(self, service: str) -> RetryPolicy:
+        """The retry policy for one call: attempts, backoff and budget (read at call time; tests tune them)."""
+        connect, read = self._clients.timeouts(service)
+        return RetryPolicy(
+            budget_s=self.budget_s,
+            attempt_timeout_s=connect + read,
+            max_attempts=self.max_attempts,
+            base_s=self.backoff_base,
+            cap_s=self.backoff_cap,
+            rng=self._rng,
+        )
 
     # -- Embedder protocol
 
@@ -389,11 +409,9 @@ class NovaEmbedder:
         except ClientError as exc:
             if missing_ok and error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
                 return None
-            if is_retryable(exc):
+            if is_transient(exc):
                 raise  # let _call back off and retry
-            raise to_nova_error(
-                exc, service=S3, operation="GetObject", region=self.region, resource=f"s3://{bucket}/{key}"
-            ) from exc
+            raise translate(exc, service=S3, operation="GetObject", resource=f"s3://{bucket}/{key}") from exc
         return response["Body"].read().decode("utf-8")
 
     @staticmethod
@@ -433,22 +451,37 @@ class NovaEmbedder:
     # -- calling AWS with backoff
 
     async def _call(self, operation: str, fn: Callable[[], T], s3: bool = False) -> T:
-        """Run ``fn`` in a worker thread under the capacity limit, retrying transient failures with backoff."""
+        """Run ``fn`` in a worker thread under the capacity limit and the retry policy; translate failures."""
         service = S3 if s3 else BEDROCK_RUNTIME
+        policy = self.policy(service)
         async with self._limiter:
+            started = self._clock()
             attempt = 0
+            model_timeouts = 0
             while True:
                 try:
                     result = await anyio.to_thread.run_sync(fn, limiter=self._threads)
                 except (ClientError, BotoCoreError) as exc:
                     attempt += 1
-                    if is_retryable(exc) and attempt < self.max_attempts:
-                        delay = self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-                        log.info("%s: %s, retry %d in %.2fs", operation, error_code(exc) or exc, attempt, delay)
+                    model_timeouts += error_code(exc) == MODEL_TIMEOUT
+                    delay = policy.delay(exc, attempt, self._clock() - started, model_timeouts)
+                    if delay is not None:
+                        log.info(
+                            "%s: %s, retry %d in %.2fs",
+                            operation,
+                            error_code(exc) or type(exc).__name__,
+                            attempt,
+                            delay,
+                        )
                         await anyio.sleep(delay)
                         continue
-                    error = to_nova_error(
-                        exc, service=service, operation=operation, region=self.region, model_id=self.model_id
+                    error = translate(
+                        exc,
+                        service=service,
+                        operation=operation,
+                        region=self.region if not s3 else None,
+                        model_id=self.model_id,
+                        attempts=attempt,
                     )
                     if isinstance(error, AccessDenied | ModelUnavailable):
                         self._last_error = error

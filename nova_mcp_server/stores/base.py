@@ -31,8 +31,10 @@ MAX_FILTERABLE_METADATA_BYTES = 2 * 1024
 MAX_METADATA_KEYS = 50
 MAX_NON_FILTERABLE_KEYS = 10
 INDEX_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+VECTOR_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # documented: no dots, unlike index names
 
 Metric = Literal["cosine", "euclidean"]
+IndexMode = Literal["CLASSIC", "ENHANCED"]
 MetadataValue = str | int | float | bool | list[str | int | float | bool]
 
 
@@ -57,6 +59,10 @@ class IndexSpec(BaseModel):
 class IndexInfo(IndexSpec):
     vector_count: int | None = None  # None where the backend cannot count cheaply (S3 Vectors)
     created_at: float | None = None
+    # S3 Vectors: ENHANCED filters before the vector search (exact, supports $startsWith); CLASSIC filters
+    # during it, so a selective filter may return fewer than top_k. None: the backend always filters exactly
+    # (the local store) or did not say.
+    index_mode: str | None = None
 
 
 class VectorRecord(BaseModel):
@@ -121,6 +127,23 @@ def check_index_name(name: str) -> str:
             f"Invalid index name {name!r}.",
             "Use 3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit.",
         )
+    return name
+
+
+def vector_bucket_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid S3 vector bucket name (3-63 of a-z, 0-9, '-'), or None when it is."""
+    if isinstance(name, str) and VECTOR_BUCKET_RE.fullmatch(name):
+        return None
+    return (
+        f"Invalid vector bucket name {name!r}: use 3-63 characters, lowercase letters, digits and '-' only "
+        "(no dots), starting and ending with a letter or digit."
+    )
+
+
+def check_vector_bucket_name(name: str) -> str:
+    problem = vector_bucket_problem(name)
+    if problem:
+        raise InvalidInput(problem, "Set NOVA_MCP_VECTOR_BUCKET to a valid name.")
     return name
 
 

@@ -2,13 +2,25 @@
 
 Every input is checked by the shared `base.check_*` functions and `filters.validate_filter` before a request
 is sent, so this store rejects exactly what the local store rejects, with the same messages, and a bad
-filter never costs a round trip. Service errors become `NovaError`s an agent can act on.
+filter never costs a round trip. Service errors go through the one AWS translator (`aws_errors.translate`):
+scrubbed text that names the IAM action to check.
 
-Give it a client with botocore's standard retry mode (throttling and 5xx are retried there); what still
-fails afterwards is reported as `BackendUnavailable`.
+Calls run under the one retry layer (`aws_retry`, a total time budget per call; botocore's own retries are
+off in clients `aws.AwsClients` builds). Every paginated call follows ``nextToken`` (QueryVectors too:
+a page smaller than ``top_k`` is followed until ``top_k`` hits or the last page), and a token that comes
+back twice stops the loop instead of spinning.
+
+Index modes: new indexes are switched to ENHANCED (filters applied before the vector search: exact); an
+index that stays CLASSIC (filters in tandem with the search, so a selective filter under-fills) is reported
+in `IndexInfo.index_mode`, and its filtered queries ask for ``queryMode=ENHANCED``, which the API allows on
+any index. `update_index_mode` switches an index.
 
 The index spec is immutable on S3 Vectors, so it is cached per index after the first `get_index`; the
-embedder stamp lives in the index tags `nova-mcp:provider`, `nova-mcp:model`, `nova-mcp:dimension`.
+embedder stamp lives in the index tags `nova-mcp:provider`, `nova-mcp:model`, `nova-mcp:dimension`. A
+denied ListTagsForResource is an error naming that action, never a silently missing stamp (the stamp is
+what refuses another embedder's vectors).
+
+PutVectors bodies are built by `s3vectors_wire` (orjson over float32), not by botocore's serialiser.
 """
 
 from __future__ import annotations
@@ -19,27 +31,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ParamValidationError,
-)
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
-from nova_mcp_server.errors import (
-    AccessDenied,
-    BackendUnavailable,
-    IndexNotFound,
-    InvalidInput,
-    LimitExceeded,
-    NotFound,
-    NovaError,
-)
+from nova_mcp_server.aws_errors import S3VECTORS, error_code, scrub, translate
+from nova_mcp_server.aws_retry import RetryPolicy, retrying
+from nova_mcp_server.errors import AccessDenied, BackendUnavailable, IndexNotFound, InvalidInput, NovaError
+from nova_mcp_server.stores import s3vectors_wire as wire
 from nova_mcp_server.stores.base import (
     MAX_DELETE,
     MAX_GET,
@@ -57,6 +58,7 @@ from nova_mcp_server.stores.base import (
     check_put_batch,
     check_top_k,
     check_vector,
+    check_vector_bucket_name,
     check_vectors,
     index_exists_error,
 )
@@ -65,16 +67,12 @@ from nova_mcp_server.stores.filters import validate_filter
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "nova-mcp:"
-MAX_PAYLOAD_BYTES = 18 * 1024 * 1024  # the service takes 20 MiB per request; keep a margin for our estimate
-FLOAT_JSON_BYTES = 24  # a float32 widened to a Python float serialises to up to ~24 characters
 TOKEN_PREFIX = "s3v1."
-TRANSIENT = {
-    "TooManyRequestsException",
-    "ThrottlingException",
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "RequestTimeoutException",
-}
+ENHANCED = "ENHANCED"
+CLASSIC = "CLASSIC"
+INDEX_MODES = (CLASSIC, ENHANCED)
+# S3 Vectors answers fast: 35 s covers one attempt (5 s connect + 30 s read), 90 s the whole call
+DEFAULT_POLICY = RetryPolicy(budget_s=90.0, attempt_timeout_s=35.0, max_attempts=4, base_s=0.2, cap_s=5.0)
 
 
 def _encode_token(service_token: str | None, offset: int, page: int) -> str:
@@ -94,101 +92,69 @@ def _decode_token(token: str) -> tuple[str | None, int, int]:
     raise InvalidInput("next_token is not a token this store issued.", "Pass the next_token of the previous page.")
 
 
-def _iam_actions(operation: str, params: dict[str, Any]) -> list[str]:
-    actions = [f"s3vectors:{operation}"]
-    if operation == "QueryVectors" and (params.get("filter") or params.get("returnMetadata")):
-        actions.append("s3vectors:GetVectors")  # documented: filters and returned metadata need it too
-    if operation == "ListVectors" and (params.get("returnData") or params.get("returnMetadata")):
-        actions.append("s3vectors:GetVectors")
-    return actions
-
-
 class S3VectorsStore:
     """The VectorStore protocol on one S3 vector bucket."""
 
     backend = "s3vectors"
 
-    def __init__(self, client: Any, bucket: str, *, create_bucket: bool = True) -> None:
-        self.client = client
-        self.bucket = bucket
+    def __init__(
+        self, client: Any, bucket: str, *, create_bucket: bool = True, retry: RetryPolicy | None = None
+    ) -> None:
+        self.bucket = check_vector_bucket_name(bucket)
+        self._raw_client = client
+        self._policy = retry or DEFAULT_POLICY
+        self._client: Any = None  # built on first use: a lazy client must stay unbuilt until a call needs it
+        self._fast_writes = False
         self._create_bucket = create_bucket
         self._bucket_ready = not create_bucket
         self._specs: dict[str, IndexInfo] = {}
         self._lock = threading.Lock()
 
+    @property
+    def client(self) -> Any:
+        """The client under the retry layer (unless it already runs under one), with the fast PutVectors body."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._fast_writes = wire.install(self._raw_client)
+                    self._client = retrying(self._raw_client, self._policy)
+        return self._client
+
     # ---- calls and error mapping ------------------------------------------------------------------------
 
-    def _call(self, method: str, index: str | None = None, **params: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, index: str | None = None, *, ok_codes: tuple[str, ...] = (), **params: Any
+    ) -> dict[str, Any]:
         operation = "".join(part.capitalize() for part in method.split("_"))
         try:
             return getattr(self.client, method)(**params)
-        except ClientError as exc:
-            if index is not None and exc.response.get("Error", {}).get("Code") in ("NotFoundException",):
-                self._specs.pop(index, None)
-            raise self._map(exc, operation, index, params) from exc
-        except ParamValidationError as exc:
-            raise InvalidInput(f"S3 Vectors {operation} parameters were rejected: {exc}") from exc
-        except NoCredentialsError as exc:
-            raise AccessDenied(
-                "No AWS credentials were found for S3 Vectors.",
-                "Configure a profile, environment credentials or an instance role.",
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc)
+            if code in ok_codes:
+                return {}
+            if index is not None and code in ("NotFoundException", "ValidationException"):
+                self._specs.pop(index, None)  # gone, or a stale cached spec is one way to get here
+            if code == "ConflictException" and operation == "CreateIndex" and index is not None:
+                raise index_exists_error(index) from exc
+            shown = {k: v for k, v in params.items() if k != "vectors"}
+            raise translate(
+                exc,
+                service=S3VECTORS,
+                operation=operation,
+                resource=f"vector bucket '{self.bucket}'",
+                params=shown,
+                index=index,
+                attempts=getattr(exc, "attempts", None),
             ) from exc
-        except (ConnectionError, HTTPClientError) as exc:
-            raise BackendUnavailable(
-                f"S3 Vectors could not be reached ({type(exc).__name__}).", "Retry later."
-            ) from exc
-        except BotoCoreError as exc:
-            raise BackendUnavailable(f"S3 Vectors {operation} failed: {exc}") from exc
-
-    def _map(self, exc: ClientError, operation: str, index: str | None, params: dict[str, Any]) -> NovaError:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        message = error.get("Message", "") or str(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code == "NotFoundException" or status == 404:
-            if index is not None and "bucket" not in message.lower():
-                return IndexNotFound(index)
-            return NotFound(
-                f"Vector bucket '{self.bucket}' does not exist ({message}).",
-                "Create it, or let the server create it on first use.",
-            )
-        if code == "AccessDeniedException" or status == 403:
-            actions = " and ".join(_iam_actions(operation, params))
-            return AccessDenied(
-                f"AWS denied {operation} on vector bucket '{self.bucket}': {message}",
-                f"Grant the IAM action {actions} on this bucket and its indexes.",
-            )
-        if code.startswith("Kms"):
-            return AccessDenied(f"S3 Vectors could not use the bucket's KMS key ({code}): {message}")
-        if code in TRANSIENT or status >= 500 or status in (408, 429):
-            return BackendUnavailable(
-                f"S3 Vectors {operation} failed after retries ({code or status}): {message}",
-                "The service is throttling or unavailable; retry later or slow down.",
-            )
-        if code == "ServiceQuotaExceededException":
-            return LimitExceeded(f"S3 Vectors quota exceeded on {operation}: {message}")
-        if code == "ConflictException" and operation == "CreateIndex" and index is not None:
-            return index_exists_error(index)
-        if code == "ConflictException":
-            return InvalidInput(f"S3 Vectors {operation} conflicts with the current state: {message}")
-        if code == "ValidationException" or status == 400:
-            if index is not None:
-                self._specs.pop(index, None)  # a stale cached spec is one way to get here
-            return InvalidInput(f"S3 Vectors rejected {operation}: {message}")
-        return BackendUnavailable(f"S3 Vectors {operation} failed ({code or status}): {message}")
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
             return
         try:
-            self.client.create_vector_bucket(vectorBucketName=self.bucket)
-            log.info("created vector bucket %s", self.bucket)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "AccessDeniedException":  # may exist already; a read-only principal cannot create
-                log.warning("cannot create vector bucket %s (access denied); assuming it exists", self.bucket)
-            elif code != "ConflictException":
-                raise self._map(exc, "CreateVectorBucket", None, {}) from exc
+            if self._call("create_vector_bucket", ok_codes=("ConflictException",), vectorBucketName=self.bucket):
+                log.info("created vector bucket %s", self.bucket)
+        except AccessDenied:  # may exist already; a read-only principal cannot create
+            log.warning("cannot create vector bucket %s (access denied); assuming it exists", self.bucket)
         self._bucket_ready = True
 
     def _ids(self, index: str) -> dict[str, str]:
@@ -197,6 +163,12 @@ class S3VectorsStore:
     # ---- indexes ----------------------------------------------------------------------------------------
 
     def create_index(self, spec: IndexSpec) -> IndexInfo:
+        """Create the index with its embedder stamp as tags, then make sure it is ENHANCED.
+
+        CreateIndex has no mode member (botocore 1.44): an index takes its bucket's default mode (CLASSIC in
+        buckets created before 2026-09-30), so a CLASSIC one is switched with UpdateIndexMode. If that is
+        denied the index stays CLASSIC, `index_mode` says so, and filtered queries still ask for ENHANCED.
+        """
         check_index_spec(spec)
         self._ensure_bucket()
         params: dict[str, Any] = {
@@ -208,21 +180,35 @@ class S3VectorsStore:
         if spec.non_filterable_keys:
             params["metadataConfiguration"] = {"nonFilterableMetadataKeys": list(spec.non_filterable_keys)}
         tags = self._stamp_tags(spec.embedder)
-        tags_inline = (
-            tags and "tags" in self.client.meta.service_model.operation_model("CreateIndex").input_shape.members
-        )
-        if tags_inline:
+        if tags:
             params["tags"] = tags
-        response = self._call("create_index", spec.name, **params)
-        if tags and not tags_inline:  # botocore older than CreateIndex.tags
-            arn = (
-                response.get("indexArn")
-                or self._call("get_index", spec.name, **self._ids(spec.name))["index"]["indexArn"]
-            )
-            self._call("tag_resource", spec.name, resourceArn=arn, tags=tags)
-        info = IndexInfo(**spec.model_dump(), created_at=time.time())
+        self._call("create_index", spec.name, **params)
+        raw = self._call("get_index", spec.name, **self._ids(spec.name))["index"]
+        mode = raw.get("indexMode")
+        if mode != ENHANCED:
+            try:
+                self._call("update_index_mode", spec.name, **self._ids(spec.name), indexMode=ENHANCED)
+                mode = ENHANCED
+            except NovaError as exc:
+                log.warning("index %s stays %s: %s", spec.name, mode or "in its default mode", exc.text)
+        info = IndexInfo(**spec.model_dump(), created_at=time.time(), index_mode=mode)
         with self._lock:
             self._specs[spec.name] = info
+        return info
+
+    def update_index_mode(self, name: str, mode: str = ENHANCED) -> IndexInfo:
+        """Switch an index to ``mode`` (ENHANCED for any index; CLASSIC only in buckets made before 2026-09-30)."""
+        if mode not in INDEX_MODES:
+            raise InvalidInput(f"Index mode {mode!r} is not one of {', '.join(INDEX_MODES)}.")
+        self.get_index(name)
+        self._call("update_index_mode", name, **self._ids(name), indexMode=mode)
+        with self._lock:
+            self._specs.pop(name, None)
+        info = self.get_index(name)
+        if info.index_mode is None:  # the service did not echo it: record what we set
+            info = info.model_copy(update={"index_mode": mode})
+            with self._lock:
+                self._specs[name] = info
         return info
 
     @staticmethod
@@ -235,18 +221,24 @@ class S3VectorsStore:
             f"{TAG_PREFIX}dimension": str(stamp.dimension),
         }
 
-    def _read_stamp(self, arn: str | None) -> EmbedderStamp | None:
+    def _read_stamp(self, name: str, arn: str | None) -> EmbedderStamp | None:
+        """The embedder stamp from the index tags; None when the index has none (created without one).
+
+        Failing to *read* the tags is an error: a silently missing stamp would let another embedder's
+        vectors into the index.
+        """
         if not arn:
             return None
+        tags = self._call("list_tags_for_resource", name, resourceArn=arn).get("tags") or {}
         try:
-            tags = self.client.list_tags_for_resource(resourceArn=arn).get("tags", {})
             return EmbedderStamp(
                 provider=tags[f"{TAG_PREFIX}provider"],
                 model=tags[f"{TAG_PREFIX}model"],
                 dimension=int(tags[f"{TAG_PREFIX}dimension"]),
             )
-        except (ClientError, BotoCoreError, KeyError, ValueError, TypeError) as exc:  # tags are optional
-            log.debug("no embedder stamp on %s: %s", arn, exc)
+        except (KeyError, ValueError, TypeError):
+            if any(str(k).startswith(TAG_PREFIX) for k in tags):
+                log.warning("index %s has an incomplete embedder stamp: %s", name, scrub(str(tags)))
             return None
 
     def get_index(self, name: str) -> IndexInfo:
@@ -255,14 +247,16 @@ class S3VectorsStore:
         raw = self._call("get_index", name, **self._ids(name))["index"]
         cached = self._specs.get(name)
         created = raw.get("creationTime")
+        mode = raw.get("indexMode") or (cached.index_mode if cached else None)
         info = IndexInfo(
             name=name,
             dimension=raw["dimension"],
             metric=raw["distanceMetric"],
             non_filterable_keys=list((raw.get("metadataConfiguration") or {}).get("nonFilterableMetadataKeys", [])),
-            embedder=cached.embedder if cached else self._read_stamp(raw.get("indexArn")),
+            embedder=cached.embedder if cached else self._read_stamp(name, raw.get("indexArn")),
             vector_count=None,
             created_at=created.timestamp() if hasattr(created, "timestamp") else None,
+            index_mode=mode,
         )
         with self._lock:
             self._specs[name] = info
@@ -275,18 +269,21 @@ class S3VectorsStore:
 
     def list_indexes(self) -> list[IndexInfo]:
         self._ensure_bucket()
-        infos = []
+        infos: dict[str, IndexInfo] = {}
         token: str | None = None
+        seen_tokens: set[str] = set()
         while True:
             page = self._call("list_indexes", vectorBucketName=self.bucket, **({"nextToken": token} if token else {}))
             for entry in page.get("indexes", []):
+                if entry["indexName"] in infos:
+                    continue
                 try:
-                    infos.append(self.get_index(entry["indexName"]))
+                    infos[entry["indexName"]] = self.get_index(entry["indexName"])
                 except IndexNotFound:
                     continue  # deleted meanwhile
-            token = page.get("nextToken")
+            token = _next(page, seen_tokens, "ListIndexes")
             if not token:
-                return sorted(infos, key=lambda i: i.name)
+                return sorted(infos.values(), key=lambda i: i.name)
 
     def delete_index(self, name: str) -> None:
         self.get_index(name)  # IndexNotFound for a missing index, as the local store does
@@ -302,35 +299,20 @@ class S3VectorsStore:
         matrix = check_vectors(vectors, info.dimension, info.metric)
         items = []
         for record, row in zip(vectors, matrix, strict=True):
-            metadata, text = check_metadata_json(record.metadata, info.non_filterable_keys, key=record.key)
-            item: dict[str, Any] = {"key": record.key, "data": {"float32": row.tolist()}}
-            if metadata is not None:
-                item["metadata"] = metadata
-            size = len(record.key) + info.dimension * FLOAT_JSON_BYTES + (len(text) if text else 0) + 64
-            items.append((item, size))
-        for chunk in self._by_payload(items):
-            self._call("put_vectors", index, **self._ids(index), vectors=chunk)
-
-    @staticmethod
-    def _by_payload(items: list[tuple[dict[str, Any], int]]) -> Iterator[list[dict[str, Any]]]:
-        """Split a batch so that no request exceeds the service's payload limit (3072-d x 500 would)."""
-        chunk: list[dict[str, Any]] = []
-        size = 0
-        for item, item_size in items:
-            if chunk and size + item_size > MAX_PAYLOAD_BYTES:
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(item)
-            size += item_size
-        if chunk:
-            yield chunk
+            metadata, _ = check_metadata_json(record.metadata, info.non_filterable_keys, key=record.key)
+            items.append((record.key, wire.encode_item(record.key, row, metadata)))
+        ids = self._ids(index)
+        for keys, body in wire.chunks(ids, items):  # exact sizes: 3072-d x 500 with text needs two requests
+            vectors_param = wire.PrebuiltVectors(keys[0], body) if self._fast_writes else wire.plain_params(body)
+            self._call("put_vectors", index, **ids, vectors=vectors_param)
 
     @staticmethod
     def _record(raw: dict[str, Any], return_data: bool, return_metadata: bool) -> VectorRecord:
         data = (raw.get("data") or {}).get("float32") if return_data else None
         return VectorRecord(
             key=raw["key"],
-            data=[float(x) for x in data] if data is not None else None,
+            # stored as float32: however the service writes them, read back the same float32 values
+            data=np.asarray(data, dtype=np.float32).tolist() if data is not None else None,
             metadata=(raw.get("metadata") or {}) if return_metadata else None,
         )
 
@@ -399,6 +381,11 @@ class S3VectorsStore:
         return_metadata: bool = True,
         return_distance: bool = True,
     ) -> list[QueryHit]:
+        """Nearest first, ``top_k`` hits when that many match: pages are followed while ``nextToken`` comes.
+
+        Each page repeats the same queryVector, topK and filter, as the API requires. A filtered query on a
+        CLASSIC index asks for ``queryMode=ENHANCED`` (filter first), so it does not under-fill.
+        """
         info = self._spec(index)
         check_top_k(top_k)
         query = check_vector(vector, info.dimension, info.metric)
@@ -412,12 +399,36 @@ class S3VectorsStore:
         }
         if compiled.source:
             params["filter"] = compiled.source
-        response = self._call("query_vectors", index, **params)
-        return [
-            QueryHit(
-                key=v["key"],
-                distance=float(v["distance"]) if return_distance and v.get("distance") is not None else None,
-                metadata=(v.get("metadata") or {}) if return_metadata else None,
-            )
-            for v in response.get("vectors", [])
-        ]
+            if info.index_mode == CLASSIC:
+                params["queryMode"] = ENHANCED
+        hits: dict[str, QueryHit] = {}
+        seen_tokens: set[str] = set()
+        while True:
+            response = self._call("query_vectors", index, **params)
+            for v in response.get("vectors", []):
+                if v["key"] in hits:
+                    continue  # a key repeated across pages counts once
+                hits[v["key"]] = QueryHit(
+                    key=v["key"],
+                    distance=float(v["distance"]) if return_distance and v.get("distance") is not None else None,
+                    metadata=(v.get("metadata") or {}) if return_metadata else None,
+                )
+            token = _next(response, seen_tokens, "QueryVectors")
+            if not token or len(hits) >= top_k:
+                break
+            params["nextToken"] = token
+        ordered = list(hits.values())
+        if return_distance and all(h.distance is not None for h in ordered):
+            ordered.sort(key=lambda h: h.distance)  # type: ignore[arg-type, return-value]  # stable: ties keep page order
+        return ordered[:top_k]
+
+
+def _next(response: dict[str, Any], seen: set[str], operation: str) -> str | None:
+    """The response's nextToken, or None at the end; a token seen before is an error, not a loop."""
+    token = response.get("nextToken")
+    if not token:
+        return None
+    if token in seen:
+        raise BackendUnavailable(f"S3 Vectors {operation} returned the same page token twice; stopped to avoid a loop.")
+    seen.add(token)
+    return str(token)

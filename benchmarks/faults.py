@@ -70,6 +70,13 @@ def write_file(path: Path, rng: random.Random) -> None:
     path.write_text(" ".join(sentences))
 
 
+def write_shorter(path: Path, rng: random.Random) -> None:
+    """A new version with fewer sentences than the file has now (so fewer segments): stale keys to delete."""
+    now = path.read_text().count(".")
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(max(1, now // 3))]
+    path.write_text(" ".join(sentences))
+
+
 def make_corpus(folder: Path, n: int, seed: int = 0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -225,8 +232,8 @@ def kill_loop(kills: int, model: Path, work: Path, files: int = 400, seed: int =
             survived += 1
         # Change a few files so that later runs replace segments and delete stale ones, not only add.
         changed = set()
-        for path in rng.sample(sorted(folder.iterdir()), k=max(1, files // 20)):
-            write_file(path, rng)
+        for i, path in enumerate(rng.sample(sorted(folder.iterdir()), k=max(2, files // 20))):
+            (write_shorter if i % 2 else write_file)(path, rng)  # half of them shrink: stale keys to delete
             changed.add(source_id(path))
         before = after
     final = run_to_completion(data, model, folder)
@@ -428,7 +435,7 @@ def fault_runs(work: Path, runs: int) -> dict[str, Any]:
             flaky = FlakyPuts(S3VectorsEmulator(boto3.client("s3vectors", region_name="us-east-1")), 0.3, rng)
             store = S3VectorsStore(flaky, f"faults-{run}")
             core = nova_core(work / f"fault-{run}", fake, allowed_roots=[work], concurrency=4, store=store)
-            first = anyio.run(lambda c=core: c.indexing.index([ContentInput(path=str(folder))], index="runs"))
+            anyio.run(lambda c=core: c.indexing.index([ContentInput(path=str(folder))], index="runs"))  # under faults
             fake.throttle_rate = fake.error_rate = 0.0
             flaky.rate = 0.0
             for _ in range(3):
@@ -443,8 +450,6 @@ def fault_runs(work: Path, runs: int) -> dict[str, Any]:
             lost += len(set(reference) - set(got))
             if got != reference:
                 problems.append(f"run {run}: keys differ from a fault-free run after re-runs")
-            if not first.failed and not (set(reference) - set(keys_of(core, "runs"))) and flaky.failures:
-                pass
     return {"runs": runs, "faults_injected": injected, "reruns": reruns, "vectors_lost": lost, "problems": problems}
 
 
@@ -512,7 +517,7 @@ def bad_inputs(work: Path, model: Path, count: int) -> dict[str, Any]:
         nonlocal tried, crashes, changed
         async with Client(build_server(core, poll_seconds=0)) as client:
             await client.call_tool("index_content", {"texts": ["seed text"], "index": "docs"})
-            snapshot = (await client.call_tool("list_indexes", {})).structured_content
+            snapshot = full_snapshot(core.store)
             for _ in range(count):
                 tool = rng.choice(tools)
                 args = {p: rng.choice(junk) for p in params[tool] if rng.random() < 0.8}
@@ -521,13 +526,28 @@ def bad_inputs(work: Path, model: Path, count: int) -> dict[str, Any]:
                 text = " ".join(getattr(b, "text", "") for b in result.content)
                 if result.is_error and text.strip() == f"Error executing tool {tool}":
                     crashes += 1
-                now = (await client.call_tool("list_indexes", {})).structured_content
+                now = full_snapshot(core.store)
                 if result.is_error and now != snapshot:
                     changed += 1
                 snapshot = now
 
     anyio.run(run)
     return {"inputs_tried": tried, "crashes": crashes, "failed_calls_that_changed_state": changed}
+
+
+def full_snapshot(store: Any) -> dict[str, Any]:
+    """Every index with every stored key, vector and metadata: what a failed call must leave as it was."""
+    state: dict[str, Any] = {}
+    for info in store.list_indexes():
+        rows: list[tuple[str, Any, str]] = []
+        token = None
+        while True:
+            page = store.list_vectors(info.name, next_token=token, return_data=True, return_metadata=True)
+            rows += [(v.key, v.data, json.dumps(v.metadata, sort_keys=True)) for v in page.vectors]
+            if not (token := page.next_token):
+                break
+        state[info.name] = (info.dimension, sorted(rows))
+    return state
 
 
 def tiny_model(work: Path) -> Path:

@@ -21,7 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not an installed package
 
-from benchmarks.faults import kill_mid_run, make_corpus, run_to_completion, store_state, write_file  # noqa: E402
+from benchmarks.faults import (  # noqa: E402
+    kill_mid_run,
+    make_corpus,
+    run_to_completion,
+    store_state,
+    write_file,
+    write_shorter,
+)
 from nova_mcp_server import keys  # noqa: E402
 from nova_mcp_server.errors import BackendUnavailable  # noqa: E402
 from nova_mcp_server.models import ContentInput  # noqa: E402
@@ -54,6 +61,29 @@ async def test_sigkill_mid_indexing_then_restart(tmp_path: Path, tiny_model: Pat
 
     report = run_to_completion(data, tiny_model, folder)  # restart and finish
     assert report["failed"] == [] and report["skipped_unchanged"] >= len(committed) > 0
+    final = store_state(data)
+    assert final["problems"] == [] and final["keys"] == await expected_keys(tmp_path, tiny_model, folder)
+
+
+async def test_sigkill_while_sources_shrink_ends_with_exactly_the_new_segments(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """Every source replaced by a shorter version, the re-index killed at random points, then finished:
+    exactly the new versions' segments remain (no stale key of a longer version, none missing)."""
+    rng = random.Random(11)
+    folder, data = tmp_path / "corpus", tmp_path / "data"
+    make_corpus(folder, FILES, seed=11)
+    first = run_to_completion(data, tiny_model, folder)
+    assert first["failed"] == [] and first["indexed_sources"] == FILES
+    for path in sorted(folder.iterdir()):
+        write_shorter(path, rng)
+    killed = 0
+    for _ in range(2):
+        killed += kill_mid_run(data, tiny_model, folder, rng, FILES) == "killed"
+        assert store_state(data)["problems"] == []
+    assert killed >= 1, "the child finished before it could be killed: make the corpus bigger"
+    report = run_to_completion(data, tiny_model, folder)
+    assert report["failed"] == []
     final = store_state(data)
     assert final["problems"] == [] and final["keys"] == await expected_keys(tmp_path, tiny_model, folder)
 

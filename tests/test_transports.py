@@ -102,3 +102,65 @@ def test_python_dash_m_matches_console_script() -> None:
 def test_stdio_writes_nothing_but_protocol_before_a_request(tmp_path: Path, tiny_model: Path) -> None:
     proc = subprocess.run([SCRIPT], env=server_env(tmp_path, tiny_model), input=b"", capture_output=True, timeout=30)
     assert proc.stdout == b""
+
+
+def test_stdio_stdout_carries_only_protocol_while_indexing_a_pdf_and_a_video(tmp_path: Path, tiny_model: Path) -> None:
+    """PDFium, PyAV and the model loader run inside the call: none of them may print on stdout."""
+    import json
+    import threading
+
+    from fixtures.media import make_mp4, make_pdf
+
+    pdf = make_pdf(tmp_path / "guide.pdf", ["first page about gardens", "second page about rivers"])
+    video = make_mp4(tmp_path / "clip.mp4", seconds=2.0, with_audio=False)
+    requests = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw-stdio-test", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "index_content", "arguments": {"sources": [str(pdf), str(video)], "index": "media"}},
+        },
+    ]
+    proc = subprocess.Popen(
+        [SCRIPT], env=server_env(tmp_path, tiny_model), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    lines: list[bytes] = []
+    answered = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if b'"id":2' in line.replace(b" ", b""):
+                answered.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    for message in requests:
+        proc.stdin.write(json.dumps(message).encode() + b"\n")
+        proc.stdin.flush()
+    try:
+        assert answered.wait(180), f"no answer to tools/call; stdout so far: {lines!r}"
+    finally:
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+    messages = [json.loads(line) for line in lines]  # every stdout line is one JSON-RPC message
+    assert all(m.get("jsonrpc") == "2.0" for m in messages), messages
+    result = next(m for m in messages if m.get("id") == 2)["result"]
+    assert not result.get("isError"), result
+    report = result["structuredContent"]
+    assert report["indexed_sources"] == 2 and not report["failed"], report

@@ -7,8 +7,9 @@ ones keep the embedder at its concurrency limit instead of waiting out each call
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -50,6 +51,51 @@ class _Outcome:
     skipped: bool = False
     job_id: str | None = None
     commit: SourceCommit | None = None
+
+
+@dataclass
+class _Tally:
+    """The call's report, folded in as sources finish, so nothing per source outlives its commit."""
+
+    indexed_sources: int = 0
+    indexed_segments: int = 0
+    removed_segments: int = 0
+    skipped: int = 0
+    jobs: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, Failure] = field(default_factory=dict)
+    waiting: list[tuple[int, str, SourceCommit]] = field(default_factory=list)  # written, marker not yet
+
+    def add(self, position: int, display: str, outcome: _Outcome) -> None:
+        if outcome.skipped:
+            self.skipped += 1
+        elif outcome.job_id:
+            self.jobs[position] = outcome.job_id
+        elif outcome.commit is not None:
+            self.waiting.append((position, display, outcome.commit))
+        self.settle()
+
+    def settle(self, *, everything: bool = False) -> None:
+        """Count the commits that ended (marker written or failed); after the writer closed, all of them."""
+        still = []
+        for position, display, commit in self.waiting:
+            if not (everything or commit.done.is_set()):
+                still.append((position, display, commit))
+            elif commit.error is not None or not commit.committed:
+                reason = commit.error.text if commit.error else "its commit marker was not written"
+                self.failed[position] = Failure(source=display, reason=reason)
+            else:
+                self.indexed_sources += 1
+                self.indexed_segments += commit.count
+                self.removed_segments += commit.stale
+        self.waiting = still
+
+    def report_into(self, result: IndexReport) -> None:
+        result.indexed_sources += self.indexed_sources
+        result.indexed_segments += self.indexed_segments
+        result.removed_segments += self.removed_segments
+        result.skipped_unchanged += self.skipped
+        result.jobs += [self.jobs[p] for p in sorted(self.jobs)]
+        result.failed += [self.failed[p] for p in sorted(self.failed)]
 
 
 def unchanged(marker: dict[str, Any], source: SourceRef, user_meta: dict[str, Any]) -> bool:
@@ -107,8 +153,7 @@ class Indexing:
         target = await self.catalog.target(name)
         writer = Writer(self.store, target)
         total = len(sources)
-        outcomes: dict[int, _Outcome] = {}
-        failed: dict[int, Failure] = {}
+        tally = _Tally()
         done = 0
 
         async def worker(receive: MemoryObjectReceiveStream[tuple[int, SourceRef, Any]]) -> None:
@@ -119,34 +164,24 @@ class Indexing:
                     try:
                         if isinstance(marker, NovaError):
                             raise marker
-                        outcomes[position] = await self._index_source(writer, source, marker, user_meta, report)
+                        outcome = await self._index_source(writer, source, marker, user_meta, report)
                     except NovaError as exc:
-                        failed[position] = Failure(source=source.display, reason=exc.text)
+                        tally.failed[position] = Failure(source=source.display, reason=exc.text)
+                    else:
+                        tally.add(position, source.display, outcome)
                     done += 1
 
         send, receive = anyio.create_memory_object_stream[tuple[int, SourceRef, Any]](0)
+        queue = deque(sources)  # the feeder drops each source once handed over: memory stays per batch
+        del sources
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._feed, writer, sources, send)
+            tg.start_soon(self._feed, writer, queue, send)
             for _ in range(self._lanes()):
                 tg.start_soon(worker, receive.clone())
             receive.close()
         await writer.close()
-
-        for position in sorted(outcomes):
-            outcome = outcomes[position]
-            commit = outcome.commit
-            if outcome.skipped:
-                result.skipped_unchanged += 1
-            elif outcome.job_id:
-                result.jobs.append(outcome.job_id)
-            elif commit is not None and (commit.error is not None or not commit.committed):
-                reason = commit.error.text if commit.error else "its commit marker was not written"
-                failed[position] = Failure(source=sources[position].display, reason=reason)
-            elif commit is not None:
-                result.indexed_sources += 1
-                result.indexed_segments += commit.count
-                result.removed_segments += commit.stale
-        result.failed.extend(failed[p] for p in sorted(failed))
+        tally.settle(everything=True)
+        tally.report_into(result)
         await report(total, total, "done")
         return result
 
@@ -154,12 +189,13 @@ class Indexing:
         return max(2, SOURCE_LANES_PER_SLOT * int(getattr(self.policy.embedder, "concurrency", 1)))
 
     async def _feed(
-        self, writer: Writer, sources: Sequence[SourceRef], send: MemoryObjectSendStream[tuple[int, SourceRef, Any]]
+        self, writer: Writer, sources: deque[SourceRef], send: MemoryObjectSendStream[tuple[int, SourceRef, Any]]
     ) -> None:
         """Hand sources to the workers with their commit markers, read MAX_GET at a time (one call per wave)."""
+        start = 0
         async with send:
-            for start in range(0, len(sources), MAX_GET):
-                wave = sources[start : start + MAX_GET]
+            while sources:
+                wave = [sources.popleft() for _ in range(min(MAX_GET, len(sources)))]
                 sids = [keys.source_id(s.uri) for s in wave]
                 found: dict[str, dict[str, Any]] | NovaError = {}
                 if writer.target.exists:
@@ -174,6 +210,8 @@ class Indexing:
                         found = exc  # the index is gone: every source left reports it, none is embedded
                     marker = found if isinstance(found, NovaError) else found.get(sid)
                     await send.send((start + offset, source, marker))
+                start += len(wave)
+                del wave
 
     async def _index_source(
         self,

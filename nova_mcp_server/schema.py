@@ -331,9 +331,19 @@ class ResultStatus(StrEnum):
     PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
 
 
+def lenient_status(value: Any) -> Any:
+    """A result status outside the documented set counts as a failure of that entry (never a parse error)."""
+    if value is None or isinstance(value, ResultStatus):
+        return value
+    text = str(value).upper()
+    return text if text in ResultStatus.__members__ else ResultStatus.FAILURE
+
+
 class EmbeddingResultFile(_Response):
     embedding_type: EmbeddingType
     status: ResultStatus
+
+    _status = field_validator("status", mode="before")(classmethod(lambda cls, v: lenient_status(v)))
     failure_reason: str | None = None
     message: str | None = None
     output_file_uri: str | None = None
@@ -362,6 +372,8 @@ class SegmentRecord(BaseModel):
     char_end: int | None = None
     truncated_char_length: int | None = None
 
+    _status = field_validator("status", mode="before")(classmethod(lambda cls, v: lenient_status(v)))
+
     @field_validator("embedding")
     @classmethod
     def _finite(cls, value: list[float] | None) -> list[float] | None:
@@ -387,7 +399,7 @@ class SegmentRecord(BaseModel):
             embedding_type=embedding_type,
             index=int(index) if index is not None else position,
             embedding=line.get("embedding"),
-            status=line.get("status") or ResultStatus.SUCCESS,
+            status=line.get("status") or ResultStatus.SUCCESS,  # unknown values: FAILURE (lenient_status)
             failure_reason=line.get("failureReason"),
             message=line.get("message"),
             start_seconds=pick("segmentStartSeconds", "startTime", "startSeconds"),

@@ -62,12 +62,33 @@ _JOB_ID = re.compile(r"/([a-z0-9]{12})$")
 # ---- async job models ------------------------------------------------------------------------------------
 
 
+# GetAsyncInvoke's enum is InProgress | Completed | Failed today; AWS samples also check "Expired". A status
+# outside the enum must neither crash the poller nor be read as success: a known ending is Failed, anything
+# else is still running (and logged), and `raw_status` keeps what the service said.
+_ENDED_BADLY = frozenset({"failed", "expired", "stopped", "stopping", "cancelled", "canceled", "timedout", "timed_out"})
+
+
+def normalise_job_status(raw: Any) -> tuple[Literal["InProgress", "Completed", "Failed"], str | None]:
+    """(status in our three values, a note when the service said something else)."""
+    text = str(raw or "").strip()
+    if text in ("InProgress", "Completed", "Failed"):
+        return text, None  # type: ignore[return-value]
+    folded = text.lower().replace(" ", "")
+    if folded in ("completed", "complete", "succeeded", "success"):
+        return "Completed", None
+    if folded in _ENDED_BADLY:
+        return "Failed", f"the job ended with status {text!r}"
+    log.warning("unknown async job status %r; treating the job as still running", text)
+    return "InProgress", f"unknown status {text!r}"
+
+
 class AsyncJobState(BaseModel):
-    """What ``GetAsyncInvoke`` says about a job, in our names."""
+    """What ``GetAsyncInvoke`` says about a job, in our names (status parsed leniently, see above)."""
 
     invocation_arn: str
     job_id: str
     status: Literal["InProgress", "Completed", "Failed"]
+    raw_status: str | None = None
     failure_message: str | None = None
     output_s3_uri: str | None = None
     submit_time: datetime | None = None
@@ -311,11 +332,14 @@ class NovaEmbedder:
             "GetAsyncInvoke", lambda: self._bedrock_client().get_async_invoke(invocationArn=invocation_arn)
         )
         output = (response.get("outputDataConfig") or {}).get("s3OutputDataConfig") or {}
+        status, note = normalise_job_status(response.get("status"))
+        message = response.get("failureMessage") or (note if status == "Failed" else None)
         return AsyncJobState(
             invocation_arn=response.get("invocationArn") or invocation_arn,
             job_id=job_id_of(invocation_arn),
-            status=response["status"],
-            failure_message=response.get("failureMessage"),
+            status=status,
+            raw_status=response.get("status"),
+            failure_message=message,
             output_s3_uri=output.get("s3Uri"),
             submit_time=response.get("submitTime"),
             last_modified_time=response.get("lastModifiedTime"),

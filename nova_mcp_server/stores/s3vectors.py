@@ -39,7 +39,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nova_mcp_server.aws_errors import S3VECTORS, error_code, scrub, translate
 from nova_mcp_server.aws_retry import RetryPolicy, retrying
-from nova_mcp_server.errors import AccessDenied, BackendUnavailable, IndexNotFound, InvalidInput, NovaError
+from nova_mcp_server.errors import (
+    AccessDenied,
+    BackendUnavailable,
+    IndexNotFound,
+    InvalidInput,
+    LimitExceeded,
+    NovaError,
+)
 from nova_mcp_server.stores import s3vectors_wire as wire
 from nova_mcp_server.stores.base import (
     MAX_DELETE,
@@ -62,7 +69,7 @@ from nova_mcp_server.stores.base import (
     check_vectors,
     index_exists_error,
 )
-from nova_mcp_server.stores.filters import validate_filter
+from nova_mcp_server.stores.filters import Leaf, Node, validate_filter
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,7 @@ TOKEN_PREFIX = "s3v1."
 ENHANCED = "ENHANCED"
 CLASSIC = "CLASSIC"
 INDEX_MODES = (CLASSIC, ENHANCED)
+MAX_FILTER_CONSTRAINTS = 100  # documented for ENHANCED (filter-first) queries
 # S3 Vectors answers fast: 35 s covers one attempt (5 s connect + 30 s read), 90 s the whole call
 DEFAULT_POLICY = RetryPolicy(budget_s=90.0, attempt_timeout_s=35.0, max_attempts=4, base_s=0.2, cap_s=5.0)
 
@@ -383,8 +391,9 @@ class S3VectorsStore:
     ) -> list[QueryHit]:
         """Nearest first, ``top_k`` hits when that many match: pages are followed while ``nextToken`` comes.
 
-        Each page repeats the same queryVector, topK and filter, as the API requires. A filtered query on a
-        CLASSIC index asks for ``queryMode=ENHANCED`` (filter first), so it does not under-fill.
+        Each page repeats the same queryVector, topK and filter, as the API requires. A filtered query on an
+        index not known to be ENHANCED asks for ``queryMode=ENHANCED`` (filter first, and ``$startsWith``), so
+        it does not under-fill; a filter over 100 constraints (the ENHANCED limit) is refused before sending.
         """
         info = self._spec(index)
         check_top_k(top_k)
@@ -398,8 +407,15 @@ class S3VectorsStore:
             "returnDistance": return_distance,
         }
         if compiled.source:
+            count = _constraints(compiled.root)
+            if count > MAX_FILTER_CONSTRAINTS:
+                raise LimitExceeded(
+                    f"The filter has {count} constraints; S3 Vectors takes at most {MAX_FILTER_CONSTRAINTS} per query "
+                    "(each value of an $in or $nin counts).",
+                    "Narrow the filter, or split the query.",
+                )
             params["filter"] = compiled.source
-            if info.index_mode == CLASSIC:
+            if info.index_mode != ENHANCED:  # CLASSIC (or unreported): ask for filter-first, allowed on any index
                 params["queryMode"] = ENHANCED
         hits: dict[str, QueryHit] = {}
         seen_tokens: set[str] = set()
@@ -421,6 +437,15 @@ class S3VectorsStore:
         if return_distance and all(h.distance is not None for h in ordered):
             ordered.sort(key=lambda h: h.distance)  # type: ignore[arg-type, return-value]  # stable: ties keep page order
         return ordered[:top_k]
+
+
+def _constraints(node: Node | Leaf | None) -> int:
+    """Filter constraints as ENHANCED indexes count them: one per operator, one per $in/$nin value."""
+    if node is None:
+        return 0
+    if isinstance(node, Node):
+        return sum(_constraints(child) for child in node.children)
+    return len(node.value) if isinstance(node.value, tuple) else 1
 
 
 def _next(response: dict[str, Any], seen: set[str], operation: str) -> str | None:

@@ -263,3 +263,25 @@ def test_existing_keys_looks_past_a_gap_of_missing_ordinals(emulator: S3VectorsE
     put_all(store, "idx", records[:100] + records[300:700])  # a failed batch left ordinals 100-299 missing
     found = en.existing_keys(store, "idx", lambda n: f"s-{n:05d}")
     assert found == [r.key for r in records[:100] + records[300:700]]
+
+
+@pytest.mark.parametrize("mode", ["ENHANCED", "CLASSIC"])
+def test_starts_with_reaches_the_service_filter_first(emulator: S3VectorsEmulator, mode: str) -> None:
+    store = classic_store(emulator) if mode == "CLASSIC" else make_store(emulator)
+    if mode == "ENHANCED":
+        store.create_index(IndexSpec(name="idx", dimension=DIM))
+    records = source_records("docs", 30, path="s3://b/docs/a.txt") + source_records("imgs", 30, 4, path="s3://b/img/x")
+    put_all(store, "idx", records)
+    query = vectors(1, seed=9)[0]
+    hits = store.query_vectors("idx", query.tolist(), top_k=10, filter={"path": {"$startsWith": "s3://b/docs/"}})
+    assert [h.key for h in hits] == exact(records, query, 10, lambda r: r.metadata["path"].startswith("s3://b/docs/"))
+
+
+def test_filters_over_100_constraints_are_refused_before_sending(emulator: S3VectorsEmulator) -> None:
+    store = make_store(emulator)
+    store.create_index(IndexSpec(name="idx", dimension=DIM))
+    store.query_vectors("idx", [1.0] * DIM, top_k=1, filter={"n": {"$in": list(range(100))}})
+    sent = len(emulator.calls)
+    with pytest.raises(InvalidInput, match="101 constraints"):
+        store.query_vectors("idx", [1.0] * DIM, top_k=1, filter={"$and": [{"n": {"$in": list(range(100))}}, {"m": 1}]})
+    assert len(emulator.calls) == sent

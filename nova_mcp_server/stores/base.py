@@ -234,6 +234,7 @@ def check_metadata_json(
             or kind is bool
             or (kind is int and -1e308 < value < 1e308)
             or (kind is float and math.isfinite(value))
+            or (kind is list and all(type(e) is str for e in value))
         ):
             clean[name] = value  # the common case, without a call per value
         else:
@@ -304,7 +305,10 @@ def check_vectors(records: Sequence[VectorRecord], dimension: int, metric: str) 
     """`check_vector` for a whole batch in one numpy pass; returns an (n, dimension) float32 array."""
     rows = [r.data for r in records]
     matrix = None
-    if all(type(r) is list and len(r) == dimension for r in rows):
+    if all(type(r) is np.ndarray and r.shape == (dimension,) for r in rows):  # float32 rows from the core
+        with np.errstate(over="ignore", invalid="ignore"):
+            matrix = np.stack(rows).astype(np.float32, copy=False)
+    elif all(type(r) is list and len(r) == dimension for r in rows):
         try:  # fromiter over the flat lists is ~2x faster than np.asarray on a list of lists
             flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * dimension)
             with np.errstate(over="ignore", invalid="ignore"):

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from benchmarks.store_ann import FaissHnswAdapter, UsearchAdapter, concurrency
 from nova_mcp_server.stores.base import MAX_PUT, IndexSpec, VectorRecord
 from nova_mcp_server.stores.filters import matches, validate_filter
 
@@ -126,16 +127,22 @@ class Adapter(Protocol):
     def close(self) -> None: ...
 
 
+SMALL: dict[str, Any] = {}  # --smoke: {"ann_min_rows": 1000}, so the IVF path runs at smoke size too
+
+
 class LocalAdapter:
-    """The embedded default: `LocalVectorStore`, fed the `VectorRecord`s the core would build."""
+    """The embedded default as the core drives it: float32 rows in `VectorRecord`s (no float lists), the
+    IVF built in one `optimize()` after the puts (`finish`, timed as build). `local-auto` maintains the ANN
+    incrementally inside the puts instead (as the server does); `local-exact` has no ANN (every query a scan)."""
 
     name = "local"
+    OPTIONS: dict[str, Any] = {"auto_maintain": False}
 
     def create(self, root: Path, dim: int) -> None:
         from nova_mcp_server.stores.local import LocalVectorStore
 
         self.root = root
-        self.store = LocalVectorStore(root)
+        self.store = LocalVectorStore(root, **self.OPTIONS, **SMALL)
         self.store.create_index(IndexSpec(name="bench", dimension=dim, non_filterable_keys=["text"]))
 
     def put(self, keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
@@ -143,19 +150,24 @@ class LocalAdapter:
 
     @staticmethod
     def _records(keys: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> list[VectorRecord]:
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
         return [
-            VectorRecord.model_construct(key=k, data=v, metadata=m)
-            for k, v, m in zip(keys, vectors.tolist(), metadata, strict=True)
+            VectorRecord.model_construct(key=k, data=rows[i], metadata=m)
+            for i, (k, m) in enumerate(zip(keys, metadata, strict=True))
         ]
+
+    def finish(self) -> None:
+        if not self.OPTIONS.get("auto_maintain", True) and self.OPTIONS.get("ann", True):
+            self.store.optimize("bench")
 
     def reopen(self) -> None:
         from nova_mcp_server.stores.local import LocalVectorStore
 
         self.store.close()
-        self.store = LocalVectorStore(self.root)
+        self.store = LocalVectorStore(self.root, **self.OPTIONS, **SMALL)
 
     def query(self, vector: np.ndarray, k: int, filter: dict[str, Any] | None) -> list[str]:
-        hits = self.store.query_vectors("bench", vector.tolist(), top_k=k, filter=filter, return_metadata=True)
+        hits = self.store.query_vectors("bench", vector, top_k=k, filter=filter, return_metadata=True)
         return [h.key for h in hits]
 
     def disk_bytes(self) -> int:
@@ -163,6 +175,16 @@ class LocalAdapter:
 
     def close(self) -> None:
         self.store.close()
+
+
+class LocalAutoAdapter(LocalAdapter):
+    name = "local-auto"
+    OPTIONS: dict[str, Any] = {"auto_maintain": True}
+
+
+class LocalExactAdapter(LocalAdapter):
+    name = "local-exact"
+    OPTIONS: dict[str, Any] = {"ann": False}
 
 
 def _dir_bytes(root: Path) -> int:
@@ -231,11 +253,12 @@ class ChromaAdapter:
 
 
 class QdrantAdapter:
-    """Qdrant local mode (`QdrantClient(path=...)`, the embedded Python implementation, exact search).
+    """qdrant-client's local mode (`QdrantClient(path=...)`): a pure-Python, exact-search stand-in meant for
+    prototypes and tests -- not the Qdrant engine (Rust, HNSW), which runs as a server and is not measured.
     Payload filters express all five exactly: `MatchValue` on a list matches any element, `must_not`
     matches rows without the key (as our `$ne`)."""
 
-    name = "qdrant"
+    name = "qdrant-local (pure-Python prototype mode)"
     FIDELITY = "exact"
 
     def create(self, root: Path, dim: int) -> None:
@@ -455,12 +478,16 @@ def _label(filter: dict[str, Any] | None) -> str:
 
 ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "local": LocalAdapter,
+    "local-auto": LocalAutoAdapter,
+    "local-exact": LocalExactAdapter,
+    "usearch": UsearchAdapter,
+    "faiss": FaissHnswAdapter,
     "chroma": ChromaAdapter,
     "qdrant": QdrantAdapter,
     "lancedb": LanceAdapter,
     "sqlite-vec": SqliteVecAdapter,
 }
-PEERS = ["chroma", "qdrant", "lancedb", "sqlite-vec"]
+PEERS = ["chroma", "qdrant", "lancedb", "sqlite-vec", "usearch", "faiss"]
 
 
 # ---- measurement ----------------------------------------------------------------------------------------
@@ -486,11 +513,21 @@ class RunResult:
     open_first_query_ms: float
     disk_mb: float
     fidelity: str = "exact"
+    build_s: float = 0.0  # after the puts: ANN build / index save / compaction (`finish`), not in ingest
     filters: dict[str, FilterResult] = field(default_factory=dict)
+    concurrency: dict[str, float] = field(default_factory=dict)
 
 
 def run(
-    adapter: Adapter, n: int, dim: int, n_queries: int, k: int, seed: int, work: Path, budget_s: float = 1e9
+    adapter: Adapter,
+    n: int,
+    dim: int,
+    n_queries: int,
+    k: int,
+    seed: int,
+    work: Path,
+    budget_s: float = 1e9,
+    threads: int = 0,
 ) -> RunResult:
     data = make_vectors(n, dim, seed)
     metadata = make_metadata(n, seed)
@@ -506,10 +543,11 @@ def run(
         adapter.put(*batch)
         put_seconds += time.perf_counter() - began
     finish = getattr(adapter, "finish", None)
+    build = 0.0
     if finish is not None:
         began = time.perf_counter()
         finish()
-        put_seconds += time.perf_counter() - began
+        build = time.perf_counter() - began
     disk = adapter.disk_bytes()
 
     began = time.perf_counter()
@@ -517,10 +555,13 @@ def run(
     adapter.query(queries[0], k, None)
     open_first = (time.perf_counter() - began) * 1000
     result = RunResult(
-        adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6, getattr(adapter, "FIDELITY", "exact")
+        adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6, getattr(adapter, "FIDELITY", "exact"), build
     )
 
+    supported = getattr(adapter, "FILTERS_SUPPORTED", set(FILTERS))
     for label, flt in FILTERS.items():
+        if label not in supported:
+            continue
         compiled = validate_filter(flt, ["text"])
         allowed = np.fromiter((matches(m, compiled) for m in metadata), bool, n) if flt else None
         truth = exact_top_k(data, queries, allowed, k)
@@ -547,6 +588,8 @@ def run(
             first_query_ms=first,
             queries=len(latencies),
         )
+    if threads:
+        result.concurrency = concurrency(adapter.query, queries[:50], k, threads)
     adapter.close()
     return result
 
@@ -556,7 +599,8 @@ def table(results: list[RunResult], k: int) -> str:
     for r in results:
         lines.append(
             f"\n{r.store}  n={r.n:,}  dim={r.dim}  ingest {r.ingest_vectors_per_s:,.0f} vec/s  "
-            f"open+first query {r.open_first_query_ms:.0f} ms  disk {r.disk_mb:.0f} MB  filters: {r.fidelity}"
+            f"build {r.build_s:.1f} s  open+first query {r.open_first_query_ms:.0f} ms  disk {r.disk_mb:.0f} MB  "
+            f"filters: {r.fidelity}"
         )
         lines.append(
             f"  {'filter':<26} {'select.':>8} {'p50 ms':>8} {'p95 ms':>8} {f'recall@{k}':>10} "
@@ -567,22 +611,28 @@ def table(results: list[RunResult], k: int) -> str:
                 f"  {label:<26} {f.selectivity:>8.2%} {f.p50_ms:>8.2f} {f.p95_ms:>8.2f} {f.recall_at_k:>10.3f} "
                 f"{f.results_per_query:>7.1f} {f.first_query_ms:>8.1f} {f.queries:>7}"
             )
+        if r.concurrency:
+            c = r.concurrency
+            lines.append("  concurrent searchers: " + ", ".join(f"{key} {v:,.2f}" for key, v in c.items()))
     return "\n".join(lines)
 
 
 def markdown(results: list[dict[str, Any]], k: int) -> str:
     """The README table: one row per store, dimension and filter."""
     lines = [
-        f"| store | n x dim | filter | p50 ms | p95 ms | recall@{k} | hits/q | 1st ms | ingest vec/s | open+1st ms "
-        "| disk MB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| store | n x dim | filter | p50 ms | p95 ms | recall@{k} | hits/q | 1st ms | ingest vec/s | build s "
+        "| open+1st ms | disk MB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         for i, (label, f) in enumerate(r["filters"].items()):
             store, size, whole = "", "", "| |"
             if i == 0:
                 store, size = r["store"], f"{r['n']:,} x {r['dim']}"
-                whole = f"{r['ingest_vectors_per_s']:,.0f} | {r['open_first_query_ms']:,.0f} | {r['disk_mb']:,.0f}"
+                whole = (
+                    f"{r['ingest_vectors_per_s']:,.0f} | {r.get('build_s', 0):,.1f} | {r['open_first_query_ms']:,.0f} "
+                    f"| {r['disk_mb']:,.0f}"
+                )
             lines.append(
                 f"| {store} | {size} | {label} | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} | {f['recall_at_k']:.3f} "
                 f"| {f['results_per_query']:.1f} | {f['first_query_ms']:,.0f} | {whole} |"
@@ -660,7 +710,14 @@ def _reexec_in_peers_venv(stores: Sequence[str]) -> None:
     """Peers live only in `.peers-venv`: when one is asked for and not importable here, rerun there."""
     import importlib.util
 
-    modules = {"chroma": "chromadb", "qdrant": "qdrant_client", "lancedb": "lancedb", "sqlite-vec": "sqlite_vec"}
+    modules = {
+        "chroma": "chromadb",
+        "qdrant": "qdrant_client",
+        "lancedb": "lancedb",
+        "sqlite-vec": "sqlite_vec",
+        "usearch": "usearch",
+        "faiss": "faiss",
+    }
     missing = [s for s in stores if s in modules and importlib.util.find_spec(modules[s]) is None]
     if not missing:
         return
@@ -682,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--budget", type=float, default=60.0, help="seconds of queries per store and filter (at least 10 queries)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=8, help="concurrent searchers measured on our store (0: skip)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (CI)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--work", type=Path, default=None, help="where the stores write (default: a temp dir)")
@@ -698,7 +756,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _reexec_in_peers_venv(args.stores)
     if args.smoke:
         args.n, args.dims, args.queries = 3_000, [64], 20
-    stem = "store" if set(args.stores) - {"local"} else "store_local"
+        SMALL["ann_min_rows"] = 1000
+    stem = "store" if set(args.stores) - {"local", "local-auto", "local-exact"} else "store_local"
     out = args.out or RESULTS / (f"{stem}_smoke.json" if args.smoke else f"{stem}.json")
 
     load_before = os.getloadavg()
@@ -708,7 +767,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             work = Path(tempfile.mkdtemp(prefix=f"bench-{store}-{dim}-", dir=args.work))
             try:
                 adapter = ADAPTERS[store]()
-                results.append(run(adapter, args.n, dim, args.queries, args.top_k, args.seed, work, args.budget))
+                threads = args.threads if store.startswith("local") else 0
+                results.append(
+                    run(adapter, args.n, dim, args.queries, args.top_k, args.seed, work, args.budget, threads)
+                )
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print(table(results[-1:], args.top_k), flush=True)
@@ -724,7 +786,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seed": args.seed,
             "budget_s": args.budget,
         },
-        "notes": "open+first query with the OS page cache warm; ingest times put_vectors only (records prebuilt)",
+        "model": "none: synthetic clustered unit vectors (n/200 centres + Gaussian noise), metadata shaped like ours",
+        "notes": (
+            "open+first query with the OS page cache warm; ingest times the puts only (records prebuilt, float32 "
+            "rows); build_s is what runs after the last put (our optimize(), an HNSW save, a Lance compaction); "
+            "concurrency: queries/s with 1 and with N threads on one open index"
+        ),
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": [

@@ -69,11 +69,14 @@ def test_store_smoke(tmp_path: Path) -> None:
 
     out = tmp_path / "store.json"
     store.main(["--smoke", "--out", str(out), "--work", str(tmp_path)])
-    [result] = json.loads(out.read_text())["results"]
-    assert result["store"] == "local"
+    report = json.loads(out.read_text())
+    [result] = report["results"]
+    assert result["store"] == "local" and report["model"] and len(report["machine"]["loadavg_before"]) == 3
     for name, figures in result["filters"].items():
         assert figures["recall_at_k"] >= 0.99, name
         assert figures["results_per_query"] == 10.0 or figures["selectivity"] * result["n"] < 10, name
+    assert result["build_s"] > 0  # the IVF was built (smoke lowers the row threshold)
+    assert result["concurrency"]["threads"] == 8 and result["concurrency"]["none qps x8"] > 0
 
 
 def test_load_smoke(tmp_path: Path) -> None:

@@ -383,6 +383,12 @@ class MetadataColumns:
             row += 1
         self.n = row
 
+    def freeze(self) -> None:
+        """Fold every column's pending entries into its arrays, after which `mask` only reads: threads may
+        then evaluate filters at the same time (the local store's readers do, between `extend`s)."""
+        for column in self._columns.values():
+            column.freeze()
+
     def save(self, path: Path, tag: Mapping[str, Any]) -> None:
         """Write the cache to `path` (atomically: a temporary file renamed into place). `tag` identifies what
         the rows are (the store's generation); `load` returns the cache only for the same tag."""

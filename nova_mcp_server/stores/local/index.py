@@ -59,6 +59,41 @@ class View:
     tail_lists: np.ndarray  # list of each row clustered..rows-1 (int32), when `ivf`
 
 
+class SharedLock:
+    """Many holders of `shared()` at once, or one of `exclusive()` (which waits for the shared ones)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     sqlite_durability(db)
@@ -79,7 +114,7 @@ class Handle:
         self.tag: dict[str, Any] = {"created": info.created_at}
         self.lock = threading.Lock()  # the view and the reader pool
         self.write_lock = threading.Lock()  # one writing thread in this process
-        self.columns_lock = threading.Lock()
+        self.columns_lock = SharedLock()
         self.view: View | None = None
         self._pool: list[sqlite3.Connection] = []
         self._writer: sqlite3.Connection | None = None
@@ -106,7 +141,7 @@ class Handle:
 
     def close(self, *, save: bool = True) -> None:
         if save:
-            with self.columns_lock:
+            with self.columns_lock.exclusive():
                 self.save_columns()
         with self.lock:
             self.closed = True
@@ -207,29 +242,38 @@ class Handle:
     # -- filter columns ------------------------------------------------------------------------------------
 
     def filter_mask(self, db: sqlite3.Connection, view: View, compiled: CompiledFilter) -> np.ndarray:
-        """The filter as a bool mask over the view's rows. The column cache is shared and grown under
-        `columns_lock`; a view of an older generation than the cache gets a one-off cache of its own."""
-        with self.columns_lock:
-            if view.gen > self.columns_gen:
-                self.columns = MetadataColumns(self.info.non_filterable_keys)
-                self.columns_gen, self.columns_loaded, self.columns_saved = view.gen, False, 0
-            if view.gen < self.columns_gen:
-                columns = MetadataColumns(self.info.non_filterable_keys)
-                self._extend_from(db, columns, view.rows)
-                return columns.mask(compiled)[: view.rows]
-            if not self.columns_loaded:
-                self.columns_loaded = True
-                cached = MetadataColumns.load(
-                    columns_path(self.dir, view.gen), self.gen_tag(view.gen), self.info.non_filterable_keys
-                )
-                if cached is not None and self.columns.n < cached.n <= view.rows:
-                    self.columns, self.columns_saved = cached, cached.n
-            if self.columns.n < view.rows:
-                self._extend_from(db, self.columns, view.rows)
-                if self.columns.n - self.columns_saved >= max(SAVE_COLUMNS_MIN, self.columns.n // 4):
-                    self.save_columns()
-            mask = self.columns.mask(compiled)
-        return mask if len(mask) == view.rows else mask[: view.rows]
+        """The filter as a bool mask over the view's rows. The column cache is shared: filters are evaluated
+        under a shared lock (in parallel), the cache is grown under the exclusive one; a view of an older
+        generation than the cache gets a one-off cache of its own."""
+        while True:
+            with self.columns_lock.shared():
+                if self.columns_gen == view.gen and self.columns.n >= view.rows:
+                    mask = self.columns.mask(compiled)
+                    return mask if len(mask) == view.rows else mask[: view.rows]
+            with self.columns_lock.exclusive():
+                if view.gen < self.columns_gen:
+                    columns = MetadataColumns(self.info.non_filterable_keys)
+                    self._extend_from(db, columns, view.rows)
+                    return columns.mask(compiled)[: view.rows]
+                self._grow_columns(db, view)
+
+    def _grow_columns(self, db: sqlite3.Connection, view: View) -> None:
+        """Bring the cache to the view's generation and rows (caller holds the exclusive columns lock)."""
+        if view.gen > self.columns_gen:
+            self.columns = MetadataColumns(self.info.non_filterable_keys)
+            self.columns_gen, self.columns_loaded, self.columns_saved = view.gen, False, 0
+        if not self.columns_loaded:
+            self.columns_loaded = True
+            cached = MetadataColumns.load(
+                columns_path(self.dir, view.gen), self.gen_tag(view.gen), self.info.non_filterable_keys
+            )
+            if cached is not None and self.columns.n < cached.n <= view.rows:
+                self.columns, self.columns_saved = cached, cached.n
+        if self.columns.n < view.rows:
+            self._extend_from(db, self.columns, view.rows)
+            if self.columns.n - self.columns_saved >= max(SAVE_COLUMNS_MIN, self.columns.n // 4):
+                self.save_columns()
+        self.columns.freeze()
 
     @staticmethod
     def _extend_from(db: sqlite3.Connection, columns: MetadataColumns, rows: int) -> None:
@@ -239,16 +283,17 @@ class Handle:
     def extend_columns(self, gen: int, first: int, metadatas: Sequence[dict[str, Any] | None]) -> None:
         """After committing rows `first..` of `gen`: add them from the checked metadata in hand when the
         cache holds exactly the rows before them (a new generation's cache starts at row 0)."""
-        with self.columns_lock:
+        with self.columns_lock.exclusive():
             if first == 0 and self.columns_gen < gen:
                 self.columns = MetadataColumns(self.info.non_filterable_keys)
                 self.columns_gen, self.columns_loaded, self.columns_saved = gen, True, 0
             if self.columns_gen == gen and self.columns.n == first:
                 self.columns.extend(metadatas)
+                self.columns.freeze()
 
     def save_columns(self) -> None:
         """Persist the column cache when it holds rows the file does not (best effort: it is a cache).
-        Caller holds `columns_lock`."""
+        Caller holds `columns_lock` exclusively."""
         if self.columns_gen < 0 or self.columns.n <= self.columns_saved:
             return
         try:

@@ -168,7 +168,8 @@ def _build_columns(handle: Handle, gen: int) -> None:
         columns.save(columns_path(handle.dir, gen), handle.gen_tag(gen))
     except OSError:
         return
-    with handle.columns_lock:
+    columns.freeze()
+    with handle.columns_lock.exclusive():
         if handle.columns_gen <= gen:
             handle.columns, handle.columns_gen = columns, gen
             handle.columns_loaded, handle.columns_saved = True, columns.n

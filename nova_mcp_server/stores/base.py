@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -307,7 +307,7 @@ def check_vectors(records: Sequence[VectorRecord], dimension: int, metric: str) 
     matrix = None
     if all(type(r) is np.ndarray and r.shape == (dimension,) for r in rows):  # float32 rows from the core
         with np.errstate(over="ignore", invalid="ignore"):
-            matrix = np.stack(rows).astype(np.float32, copy=False)
+            matrix = np.stack(cast(list[np.ndarray], rows)).astype(np.float32, copy=False)
     elif all(type(r) is list and len(r) == dimension for r in rows):
         try:  # fromiter over the flat lists is ~2x faster than np.asarray on a list of lists
             flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * dimension)

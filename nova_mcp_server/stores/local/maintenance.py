@@ -16,6 +16,7 @@ grown 4x since they were trained; otherwise the lists are kept and only re-sorte
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ def _old_norms(handle: Handle, gen: int, source: np.ndarray) -> np.ndarray:
     return np.concatenate([cached, np.einsum("ij,ij->i", rest, rest)]).astype(np.float32, copy=False)
 
 
-def _renumber(db, order: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def _renumber(db: sqlite3.Connection, order: np.ndarray) -> None:
     """Row `order[i]` becomes row `i`; dead rows go."""
     db.execute("CREATE TEMP TABLE IF NOT EXISTS renumber (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
     db.execute("DELETE FROM renumber")

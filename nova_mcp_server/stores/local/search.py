@@ -16,6 +16,8 @@ count bound every candidate).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from nova_mcp_server.stores.local.index import View
@@ -63,7 +65,7 @@ def search(
     return rerank(view, query, rows, scores, top_k)
 
 
-def _score_fn(view: View):  # type: ignore[no-untyped-def]
+def _score_fn(view: View) -> Callable[[np.ndarray, np.ndarray | slice], np.ndarray]:
     """Higher = nearer. cosine: x.q/|x| (|q| is constant); euclidean: 2 x.q - |x|^2."""
 
     def score(dots: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import wave
 from pathlib import Path
@@ -462,3 +463,94 @@ def test_local_audio_transcript_windows_with_a_stand_in_whisper(
     ]
     video = segments(make_mp4(tmp_path / "talk.mp4", 10, [RED]), LOCAL, segment_seconds=10)
     assert [s.embed_as for s in video] == ["image", "text", "text"]  # key frame, then the transcript
+
+
+# ---- bounded, lazy, one descriptor --------------------------------------------------------------------------
+
+from nova_mcp_server.errors import LimitExceeded, NotFound  # noqa: E402
+from nova_mcp_server.ingest.limits import Limits  # noqa: E402
+from nova_mcp_server.ingest.text import iter_chunks  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_streamed_chunks_equal_the_whole_text_cut(seed: int) -> None:
+    rng = random.Random(seed)
+    words = ["alpha", "beta.", "gamma!", "\n\n", "\n", "  ", "delta?", "x" * rng.randint(1, 400), "é", "。"]
+    text = "".join(rng.choice(words) + rng.choice([" ", "", "\t"]) for _ in range(rng.randint(0, 3000)))
+    if seed % 5 == 0:
+        text = " " * rng.randint(0, 5000) + text + " \n" * rng.randint(0, 3000)  # long blank runs at both ends
+    size = rng.choice([1, 7, 64, 300, 2000])
+    overlap = rng.choice([None, 0, 3, size // 3])
+    cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 40))))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    assert list(iter_chunks(iter(pieces), size, overlap)) == chunk_text(text, size, overlap)
+
+
+def test_a_large_text_file_is_segmented_in_flat_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "big.txt"
+    line = "Retrieval works best when a chunk holds one idea, and the rest follows from there. " * 4 + "\n"
+    with path.open("w") as fh:
+        for _ in range((10 << 20) // len(line)):
+            fh.write(line)
+    src = source(path)
+    tracemalloc.start()
+    try:
+        count = 0
+        for segment in segment_source(src, LOCAL):
+            count += 1
+            assert segment.ordinal == count - 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count > 40_000
+    assert peak < 6 << 20, f"peak {peak:,} bytes for a {path.stat().st_size:,}-byte file"  # 10 MiB, never held
+
+
+def test_a_pdf_of_thousands_of_blank_pages_is_refused_before_rendering(tmp_path: Path) -> None:
+    import pypdfium2 as pdfium
+
+    path = tmp_path / "blank.pdf"
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(2000):
+        pdf.new_page(612, 792)
+    pdf.save(str(path))
+    pdf.close()
+    with pytest.raises(LimitExceeded, match="PDF has 2,000 pages; at most 500 pages") as info:
+        next(segment_source(source(path), NOVA, limits=Limits()))
+    assert "NOVA_MCP_MAX_PDF_PAGES" in info.value.text
+    text_only = LOCAL.model_copy(update={"modalities": ["text"]})
+    with pytest.raises(InvalidInput, match="no content this embedder can index"):  # read past the cap: all blank
+        list(segment_source(source(path), text_only, limits=Limits(max_pdf_pages=2000)))
+
+
+def test_media_longer_than_the_limit_is_refused_after_probing(tmp_path: Path) -> None:
+    path = make_wav(tmp_path / "a.wav", seconds=3.0)
+    with pytest.raises(LimitExceeded, match="media lasts 3 s; at most 2 s") as info:
+        list(segment_source(source(path), NOVA, limits=Limits(max_media_seconds=2)))
+    assert "NOVA_MCP_MAX_MEDIA_SECONDS" in info.value.text
+    assert len(list(segment_source(source(path), NOVA, limits=Limits(max_media_seconds=3)))) == 1
+
+
+@pytest.mark.parametrize("kind", ["text", "pdf", "image", "audio"])
+def test_a_file_changed_after_resolution_is_not_segmented(tmp_path: Path, kind: str) -> None:
+    if kind == "text":
+        path = tmp_path / "a.txt"
+        path.write_text("first words")
+    elif kind == "pdf":
+        path = make_pdf(tmp_path / "a.pdf", ["first page"])
+    elif kind == "image":
+        path = make_image(tmp_path / "a.png", "png")
+    else:
+        path = make_wav(tmp_path / "a.wav", seconds=1.0)
+    src = source(path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # same size, one bit: only the bytes tell
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(src.identity.mtime_ns, src.identity.mtime_ns))  # type: ignore[union-attr]
+    with pytest.raises(InvalidInput, match="changed after it was checked"):
+        list(segment_source(src, NOVA))
+    path.unlink()
+    with pytest.raises(NotFound, match="does not exist"):
+        list(segment_source(src, NOVA))

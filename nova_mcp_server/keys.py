@@ -16,7 +16,8 @@ from nova_mcp_server.stores.base import MAX_METADATA_KEYS, metadata_bytes
 
 SOURCE_ID_CHARS = 24
 SNIPPET_KEY = "snippet"
-NON_FILTERABLE_KEYS = [SNIPPET_KEY]
+TEXT_KEY = "text"  # a segment's full text (non-filterable), what `fetch` and full hits return
+NON_FILTERABLE_KEYS = [SNIPPET_KEY, TEXT_KEY]  # indexes created before TEXT_KEY declare only the snippet
 RESERVED_KEYS = frozenset(
     {
         "source",
@@ -35,9 +36,12 @@ RESERVED_KEYS = frozenset(
         "partial",
         "embedding_type",
         SNIPPET_KEY,
+        TEXT_KEY,
     }
 )
 MAX_SNIPPET_CHARS = 1000
+# Nova's inline text limit; at most ~32 KB as UTF-8, within S3 Vectors' 40 KB of metadata per vector.
+MAX_TEXT_CHARS = 8192
 # S3 Vectors allows 50 metadata keys and 2 KB of filterable metadata per vector. Our own keys take up to 16
 # keys and ~400 bytes plus the source path, so user metadata gets the rest with room for a long path; it is
 # checked once per call, before anything is embedded, instead of failing every source at the store.

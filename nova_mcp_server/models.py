@@ -110,14 +110,20 @@ class SearchHit(Locator):
     modality: str | None = None
     source: str | None = None
     snippet: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict, description="the user's own metadata")
-    uri: str = Field(description="nova:// resource with the full item")
+    text: str | None = Field(default=None, description="the segment's full text (detail=full)")
+    metadata: dict[str, Any] | None = Field(default=None, description="the user's own metadata (detail=full)")
+    uri: str = Field(description="nova:// URI of the item: pass it to fetch to read it in full")
 
 
 class SearchResult(BaseModel):
     index: str
     purpose: str
+    mode: str = Field(default="vector", description="vector, keyword or hybrid")
+    detail: str = Field(default="compact", description="compact: a one-line snippet; full: each segment's text")
     hits: list[SearchHit]
+    truncated: bool = Field(default=False, description="hits were left out to stay within the answer's token budget")
+    omitted: int = Field(default=0, description="how many hits were left out")
+    note: str | None = Field(default=None, description="how the search was run, when it matters for reading it")
 
 
 JobState = Literal["pending", "running", "ingesting", "completed", "partial", "failed"]

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     max_pdf_pages: int = Field(default=500, ge=1, description="pages of one PDF indexed")
     max_media_seconds: float = Field(default=4 * 3600, gt=0, description="longest audio or video indexed, seconds")
 
+    # Answers and calls that fit the client
+    answer_token_budget: int = Field(
+        default=20_000, ge=1_000, description="tokens one tool answer may take (Claude Code caps at 25k)"
+    )
+    call_time_budget_s: float = Field(
+        default=20.0, gt=0, description="seconds an index_content call runs before the rest becomes a background job"
+    )
+
     _split_roots = field_validator("allowed_roots", "allowed_buckets", mode="before")(
         classmethod(lambda cls, v: _split(v))
     )

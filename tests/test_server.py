@@ -17,7 +17,7 @@ from nova_mcp_server.server import build_server
 pytestmark = pytest.mark.anyio
 
 WRITERS = {"index_content", "create_index", "delete_index", "delete_content"}
-READERS = {"embed_content", "semantic_search", "list_indexes", "job_status"}
+READERS = {"embed_content", "semantic_search", "fetch", "describe_index", "list_indexes", "job_status"}
 
 
 @pytest.fixture
@@ -102,9 +102,11 @@ async def test_index_search_reindex_and_delete(server: Any, corpus: Path) -> Non
         again = await call(client, "index_content", sources=[str(corpus)], index="docs", exclude=["*.log"])
         assert again["indexed_sources"] == 0 and again["skipped_unchanged"] == 4
 
-        hits = (await call(client, "semantic_search", query="red", index="docs", top_k=3))["hits"]
+        hits = (await call(client, "semantic_search", query="red", index="docs", top_k=3, detail="full"))["hits"]
         assert hits[0]["modality"] == "image" and hits[0]["source"].endswith("red.png")
         assert hits[0]["metadata"] == {"team": "a"}
+        compact = (await call(client, "semantic_search", query="red", index="docs", top_k=3))["hits"]
+        assert [h["key"] for h in compact] == [h["key"] for h in hits] and "metadata" not in compact[0]
         item = json.loads((await client.read_resource(hits[0]["uri"])).contents[0].text)
         assert item["metadata"]["source"].endswith("red.png")
 
@@ -226,10 +228,12 @@ async def test_new_metadata_on_an_unchanged_source_is_written(server: Any, corpu
         assert same["skipped_unchanged"] == 1
         moved = await call(client, "index_content", sources=[fruit], index="meta", metadata={"team": "b"})
         assert moved["indexed_sources"] == 1 and moved["skipped_unchanged"] == 0
-        hits = (await call(client, "semantic_search", query="apples", index="meta", filter={"team": "b"}))["hits"]
+        hits = (
+            await call(client, "semantic_search", query="apples", index="meta", filter={"team": "b"}, detail="full")
+        )["hits"]
         assert len(hits) == 1 and hits[0]["metadata"] == {"team": "b"}
         (corpus / "notes" / "fruit.txt").write_text("apples, now with cherries")
         changed = await call(client, "index_content", sources=[fruit], index="meta")
         assert changed["indexed_sources"] == 1
-        hits = (await call(client, "semantic_search", query="cherries", index="meta"))["hits"]
+        hits = (await call(client, "semantic_search", query="cherries", index="meta", detail="full"))["hits"]
         assert hits[0]["metadata"] == {"team": "b"}, "a call without metadata keeps the source's metadata"

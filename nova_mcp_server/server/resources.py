@@ -42,8 +42,8 @@ def register_resources(mcp: MCPServer, app: App) -> None:
 
     @mcp.resource("nova://indexes/{name}", mime_type="application/json", title="One index")
     async def index_resource(name: str) -> str:
-        """One index's description."""
-        return dump((await found(app.catalog.describe(name))).model_dump(mode="json"))
+        """One index: its embedder, size and filterable keys with types, top values and counts (describe_index)."""
+        return dump((await found(app.catalog.facets(name))).model_dump(mode="json"))
 
     @mcp.resource("nova://indexes/{name}/items", mime_type="application/json", title="Items of an index")
     async def items_resource(name: str) -> str:

@@ -7,11 +7,12 @@ so the agent never sees a bare "Error executing tool".
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial, wraps
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
@@ -21,6 +22,8 @@ from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from nova_mcp_server.app import App
+from nova_mcp_server.contact_sheet import MAX_CELLS as MAX_SHEET_CELLS
+from nova_mcp_server.contact_sheet import contact_sheet
 from nova_mcp_server.errors import NovaError
 from nova_mcp_server.models import (
     ContentInput,
@@ -32,7 +35,10 @@ from nova_mcp_server.models import (
     SearchResult,
 )
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
-from nova_mcp_server.thumbnails import hit_image
+from nova_mcp_server.services.catalog import IndexFacets
+from nova_mcp_server.services.reading import FetchResult
+from nova_mcp_server.services.search import Detail, Mode
+from nova_mcp_server.thumbnails import MAX_IMAGES_PER_ANSWER
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -96,6 +102,31 @@ def as_content(source: str) -> ContentInput:
     return ContentInput(s3_uri=source) if source[:3].lower() == "s3:" else ContentInput(path=source)
 
 
+async def pictures_of(app: App, result: SearchResult, include: bool | str) -> list[ImageContent]:
+    """Pictures of image, page and frame hits: one each (at most 5), or one numbered contact sheet."""
+    if not include:
+        return []
+    wanted = result.hits[: MAX_SHEET_CELLS if include == "sheet" else MAX_IMAGES_PER_ANSWER]
+    found: list[tuple[int, bytes]] = []
+    for hit in wanted:
+        picture, _ = await anyio.to_thread.run_sync(partial(app.reading.picture_of, hit.source, hit.modality, hit))
+        if picture is not None:
+            found.append((hit.rank, picture))
+    if not found:
+        return []
+    if include == "sheet":
+        sheet = await anyio.to_thread.run_sync(
+            lambda: contact_sheet([p for _, p in found], numbers=[rank for rank, _ in found])
+        )
+        result.note = (
+            f"the contact sheet numbers each picture with its hit's rank ({', '.join(str(r) for r, _ in found)})"
+        )
+        return [ImageContent(type="image", data=base64.b64encode(sheet.png).decode("ascii"), mime_type="image/png")]
+    return [
+        ImageContent(type="image", data=base64.b64encode(p).decode("ascii"), mime_type="image/png") for _, p in found
+    ]
+
+
 def nothing_indexed(report: IndexReport) -> str:
     shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
     more = f" (and {len(report.failed) - 5} more)" if len(report.failed) > 5 else ""
@@ -133,36 +164,83 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
             ContentInput | None, Field(description="an image to search with: path, s3_uri or data")
         ] = None,
         vector_handle: Annotated[str | None, Field(description="handle from embed_content")] = None,
+        similar_to: Annotated[
+            str | None, Field(description="a hit's uri or key: find items like it (no new embedding)")
+        ] = None,
         index: Annotated[str | None, Field(description="index name; default: the server's default index")] = None,
         top_k: Annotated[int, Field(ge=1, le=100)] = 5,
         filter: Annotated[dict[str, Any] | None, Field(description="S3 Vectors metadata filter")] = None,
         modality: Annotated[list[Modality] | None, Field(description="only these modalities")] = None,
-        include_images: Annotated[bool, Field(description="attach image hits as images")] = False,
+        mode: Annotated[
+            Mode | None,
+            Field(description="vector, keyword or hybrid (local backend); default: hybrid where available"),
+        ] = None,
+        detail: Annotated[Detail, Field(description="compact: one-line snippets; full: each segment's text")] = (
+            "compact"
+        ),
+        distinct_sources: Annotated[bool, Field(description="only the best segment of each source")] = False,
+        include_images: Annotated[
+            bool | Literal["sheet"],
+            Field(description='attach pictures of image, page and frame hits (true), or one numbered "sheet"'),
+        ] = False,
     ) -> Annotated[CallToolResult, SearchResult]:
-        """Find the closest content to a text query, an image, or an embedded vector.
+        """Find the closest content to a text query, an image, an embedded vector, or an indexed item.
 
         Hits carry score, modality, source, page (documents) or start/end seconds (audio, video) or a
-        character range (text), a snippet, the user's metadata and a nova:// URI.
+        character range (text), a one-line snippet and a nova:// URI: read a hit in full with fetch.
+        The answer stays within a token budget and says `truncated` when hits were left out.
         """
         result = await app.search.search(
             query=query,
             image=image,
             vector_handle=vector_handle,
+            similar_to=similar_to,
             index=index,
             top_k=top_k,
             filter=filter,
             modality=[m.value for m in modality] if modality else None,
+            mode=mode,
+            detail=detail,
+            distinct_sources=distinct_sources,
             progress=progress_of(ctx),
         )
-        structured = result.model_dump(mode="json")
-        content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
-        if include_images:
-            roots = list(app.settings.allowed_roots)
-            for hit in result.hits:
-                picture = await anyio.to_thread.run_sync(partial(hit_image, roots, hit))
-                if picture is not None:
-                    content.append(ImageContent(type="image", data=picture[0], mime_type=picture[1]))
+        pictures = await pictures_of(app, result, include_images)
+        structured = result.model_dump(mode="json", exclude_none=True)
+        content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False)), *pictures]
         return CallToolResult(content=content, structured_content=structured)
+
+    @mcp.tool(annotations=hints("Read a hit", read_only=True, destructive=False, idempotent=True, open_world=nova))
+    @agent_errors
+    async def fetch(
+        item: Annotated[str, Field(description="a hit's uri (nova://indexes/NAME/items/KEY) or key")],
+        index: Annotated[str | None, Field(description="the index of a bare key; a uri names its own")] = None,
+        context: Annotated[int, Field(ge=0, le=10, description="neighbouring segments to add on each side")] = 0,
+        include_image: Annotated[bool, Field(description="attach the image, the PDF page or the video frame")] = False,
+    ) -> Annotated[CallToolResult, FetchResult]:
+        """Read one indexed segment in full: its text, locator and metadata, with neighbours on request.
+
+        For a PDF page also the page's text, for audio/video the time range and transcript where there is one;
+        with include_image, the image itself, the rendered page or the frame (one picture under 1 MB).
+        """
+        result, picture = await app.reading.fetch(item, index=index, context=context, include_image=include_image)
+        structured = result.model_dump(mode="json", exclude_none=True)
+        content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
+        if picture is not None:
+            content.append(
+                ImageContent(type="image", data=base64.b64encode(picture).decode("ascii"), mime_type="image/png")
+            )
+        return CallToolResult(content=content, structured_content=structured)
+
+    @mcp.tool(
+        annotations=hints("Describe an index", read_only=True, destructive=False, idempotent=True, open_world=nova)
+    )
+    @agent_errors
+    async def describe_index(name: Annotated[str, Field(description="the index to describe")]) -> IndexFacets:
+        """An index's embedder and size, and its filterable keys with types, top values and counts.
+
+        Build semantic_search filters from these instead of guessing key names or values.
+        """
+        return await app.catalog.facets(name)
 
     @mcp.tool(annotations=hints("List indexes", read_only=True, destructive=False, idempotent=True, open_world=nova))
     @agent_errors

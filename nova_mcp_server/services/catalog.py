@@ -6,11 +6,14 @@ batch instead of embedding every remaining file only to fail each write.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from nova_mcp_server import keys
-from nova_mcp_server.errors import IndexNotFound, NotFound, NovaError
+from nova_mcp_server.errors import IndexNotFound, InvalidInput, NotFound, NovaError
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import DeleteReport, IndexSummary
 from nova_mcp_server.services.embedding import EmbedderPolicy
@@ -19,10 +22,64 @@ from nova_mcp_server.services.writer import IndexDeleted, IndexTarget, delete_ke
 from nova_mcp_server.stores.base import IndexInfo, IndexSpec, VectorStore, check_index_name
 
 ITEM_FIELDS = ("source", "modality", "page", "start_s", "end_s", "char_start", "char_end")
+FACET_SAMPLE = 5000
+TOP_VALUES = 10
+UNIQUE_KEYS = frozenset({"source_id", "content_hash", "indexed_at", "char_start", "char_end", "start_s", "end_s"})
+
+
+class FacetValue(BaseModel):
+    value: Any
+    count: int
+
+
+class Facet(BaseModel):
+    key: str
+    types: list[str] = Field(description="JSON types seen: string, number, boolean, array")
+    count: int = Field(description="items that carry the key")
+    top_values: list[FacetValue] = Field(default_factory=list, description="most frequent values (array items count)")
+    min: float | None = None
+    max: float | None = None
+    reserved: bool = Field(description="set by the server (source, modality, page, ...) rather than by a user")
+
+
+class IndexFacets(IndexSummary):
+    items_read: int
+    complete: bool = Field(description="every item was read; otherwise counts come from the first items_read")
+    facets: list[Facet]
+
+
+def _count(entry: dict[str, Any], value: Any) -> None:
+    entry["count"] += 1
+    for item in value if isinstance(value, list) else [value]:
+        kind = "boolean" if isinstance(item, bool) else "number" if isinstance(item, int | float) else "string"
+        entry["types"].add("array" if isinstance(value, list) else kind)
+        if kind == "number":
+            entry["min"] = item if entry["min"] is None else min(entry["min"], item)
+            entry["max"] = item if entry["max"] is None else max(entry["max"], item)
+        if len(entry["values"]) < 1000 or item in entry["values"]:
+            entry["values"][item] = entry["values"].get(item, 0) + 1
+
+
+ITEM_URI = re.compile(r"nova://indexes/(?P<index>[^/]+)/items/(?P<key>[^/?#]+)")
 
 
 def item_uri(index: str, key: str) -> str:
     return f"nova://indexes/{index}/items/{key}"
+
+
+def parse_item_ref(ref: str, default_index: str | None) -> tuple[str, str]:
+    """(index, key) of a hit's `nova://indexes/{index}/items/{key}` URI, or of a bare key in `default_index`."""
+    ref = ref.strip()
+    match = ITEM_URI.fullmatch(ref)
+    if match:
+        return match["index"], match["key"]
+    if ref.startswith("nova://"):
+        raise InvalidInput(
+            f'"{ref}" is not an item URI.', "Give a hit's `uri` (nova://indexes/NAME/items/KEY) or its `key`."
+        )
+    if default_index is None:
+        return "", ref
+    return default_index, ref
 
 
 def summary(info: IndexInfo) -> IndexSummary:
@@ -77,8 +134,9 @@ class Catalog:
     async def target(self, name: str) -> IndexTarget:
         """The write target of one call; an incompatible existing index is refused before anything is paid for."""
         started = time.monotonic()
+        non_filterable = list(keys.NON_FILTERABLE_KEYS)
         try:
-            await self.compatible_info(name)
+            non_filterable = list((await self.compatible_info(name)).non_filterable_keys)
             exists = True
         except IndexNotFound:
             exists = False
@@ -90,7 +148,7 @@ class Catalog:
                     "Index again to build it anew.",
                 )
 
-        return IndexTarget(name, exists=exists, ensure=self.ensure, alive=alive)
+        return IndexTarget(name, exists=exists, ensure=self.ensure, alive=alive, non_filterable=non_filterable)
 
     # ---- the catalog's own use cases ------------------------------------------------------------------------
 
@@ -99,6 +157,53 @@ class Catalog:
 
     async def describe(self, name: str) -> IndexSummary:
         return summary(await self.info(name))
+
+    async def facets(self, name: str, *, sample: int = FACET_SAMPLE) -> IndexFacets:
+        """Filterable keys with their types, how many items carry each, and top values with counts.
+
+        Read from up to `sample` items (listed, not queried), so an agent can build filters without guessing.
+        """
+        info = await self.info(name)
+        seen: dict[str, dict[str, Any]] = {}
+        read, token = 0, None
+        while read < sample:
+            page = await off_loop(
+                self.store.list_vectors,
+                name,
+                max_results=min(1000, sample - read),
+                next_token=token,
+                return_metadata=True,
+            )
+            for vector in page.vectors:
+                read += 1
+                for key, value in (vector.metadata or {}).items():
+                    if key in info.non_filterable_keys or key in keys.NON_FILTERABLE_KEYS:
+                        continue
+                    _count(
+                        seen.setdefault(key, {"types": set(), "count": 0, "values": {}, "min": None, "max": None}),
+                        value,
+                    )
+            token = page.next_token
+            if not token:
+                break
+        facets = [
+            Facet(
+                key=key,
+                types=sorted(entry["types"]),
+                count=entry["count"],
+                top_values=[
+                    FacetValue(value=v, count=n)
+                    for v, n in sorted(entry["values"].items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP_VALUES]
+                ]
+                if key not in UNIQUE_KEYS
+                else [],
+                min=entry["min"],
+                max=entry["max"],
+                reserved=key in keys.RESERVED_KEYS,
+            )
+            for key, entry in sorted(seen.items())
+        ]
+        return IndexFacets(**summary(info).model_dump(), items_read=read, complete=token is None, facets=facets)
 
     async def create(self, name: str) -> IndexSummary:
         return summary(await self.ensure(name))

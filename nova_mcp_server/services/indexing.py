@@ -235,7 +235,7 @@ class Indexing:
         try:
             async for batch in self.ingest.segment_batches(source, self.policy.embedder.info, EMBED_BATCH):
                 writer.target.check_alive()
-                records = await self._embed_batch(sid, source, batch, user_meta, progress)
+                records = await self._embed_batch(writer, sid, source, batch, user_meta, progress)
                 await writer.add(commit, records)
                 produced += len(records)
             if not produced:
@@ -247,9 +247,17 @@ class Indexing:
         return _Outcome(commit=commit)
 
     async def _embed_batch(
-        self, sid: str, source: SourceRef, batch: Sequence[Segment], user_meta: dict[str, Any], progress: Progress
+        self,
+        writer: Writer,
+        sid: str,
+        source: SourceRef,
+        batch: Sequence[Segment],
+        user_meta: dict[str, Any],
+        progress: Progress,
     ) -> list[VectorRecord]:
         purpose, dimension = EmbeddingPurpose.GENERIC_INDEX, self.policy.request_dimension
+        non_filterable = writer.target.non_filterable
+        keep_text = keys.TEXT_KEY in non_filterable
         results = await self.policy.embed([seg.to_request(purpose, dimension) for seg in batch], progress)
         records = [
             VectorRecord(
@@ -263,6 +271,7 @@ class Indexing:
                     locator=Locator.of(seg),
                     user_meta=user_meta,
                     snippet=seg.snippet or seg.text,
+                    text=seg.text if keep_text else None,
                 ),
             )
             for seg, items in zip(batch, results, strict=True)
@@ -271,5 +280,5 @@ class Indexing:
         # the store would refuse the whole batch, failing every source in it.
         check_vectors(records, self.policy.dimension, "cosine")
         for record in records:
-            check_metadata_json(record.metadata, keys.NON_FILTERABLE_KEYS, key=record.key)
+            check_metadata_json(record.metadata, non_filterable, key=record.key)
         return records

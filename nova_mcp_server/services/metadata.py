@@ -23,9 +23,14 @@ def segment_metadata(
     locator: Locator,
     user_meta: dict[str, Any],
     snippet: str | None = None,
+    text: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Metadata of segment `ordinal` of the source `uri`; user keys first so ours always win."""
+    """Metadata of segment `ordinal` of the source `uri`; user keys first so ours always win.
+
+    `text` (the segment's full text) is kept only where the index declares TEXT_KEY non-filterable: an index
+    created before it would count the text against its 2 KB of filterable metadata.
+    """
     meta: dict[str, Any] = dict(user_meta)
     meta.update(
         source=keys.canonical_source(uri),
@@ -40,6 +45,8 @@ def segment_metadata(
         meta.update(extra)
     if snippet:
         meta[keys.SNIPPET_KEY] = snippet[: keys.MAX_SNIPPET_CHARS]
+    if text:
+        meta[keys.TEXT_KEY] = text[: keys.MAX_TEXT_CHARS]
     return meta
 
 

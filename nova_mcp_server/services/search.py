@@ -1,21 +1,36 @@
-"""Search: embed the query (or take a remembered vector), query the index, map hits for the agent."""
+"""Search: embed the query (or take a stored or remembered vector), rank, and answer within a token budget.
+
+Vector search always; keyword and hybrid (reciprocal rank fusion) where the store keeps a keyword index (the
+local store; S3 Vectors has none). Hits are compact by default (a one-line snippet centred on the best
+matching sentence) so an agent reads references first and fetches what it needs in full.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from nova_mcp_server import keys
-from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.errors import InvalidInput, NotFound
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import ContentInput, Locator, SearchHit, SearchResult
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
-from nova_mcp_server.services.catalog import Catalog, item_uri
+from nova_mcp_server.services.catalog import Catalog, item_uri, parse_item_ref
 from nova_mcp_server.services.embedding import EmbedderPolicy, Embedding, Progress
 from nova_mcp_server.services.threads import off_loop
-from nova_mcp_server.stores.base import QueryHit, VectorStore, check_top_k
+from nova_mcp_server.snippets import best_snippet
+from nova_mcp_server.stores.base import MAX_TOP_K, QueryHit, VectorStore, check_top_k
+from nova_mcp_server.stores.keyword import rrf_fuse
 
 MAX_QUERY_CHARS = 8192  # Nova's inline text limit; a query is one request, never chunked
+CHARS_PER_TOKEN = 3  # a conservative estimate for JSON: fewer characters per token than prose
+DISTINCT_FETCH = 4  # distinct_sources reads this many candidates per wanted hit
+Mode = Literal["vector", "keyword", "hybrid"]
+Detail = Literal["compact", "full"]
 RETRIEVAL_PURPOSE = {
     None: EmbeddingPurpose.GENERIC_RETRIEVAL,
     Modality.TEXT: EmbeddingPurpose.TEXT_RETRIEVAL,
@@ -36,6 +51,7 @@ class Search:
         embedding: Embedding,
         *,
         default_index: str,
+        token_budget: int = 20_000,
     ) -> None:
         self.policy = policy
         self.ingest = ingest
@@ -43,6 +59,11 @@ class Search:
         self.store = store
         self.embedding = embedding
         self.default_index = default_index
+        self.token_budget = token_budget
+
+    @property
+    def keyword_available(self) -> bool:
+        return callable(getattr(self.store, "keyword_query", None))
 
     async def search(
         self,
@@ -50,31 +71,109 @@ class Search:
         query: str | None = None,
         image: ContentInput | None = None,
         vector_handle: str | None = None,
+        similar_to: str | None = None,
         index: str | None = None,
         top_k: int = 5,
         filter: dict[str, Any] | None = None,
         modality: Sequence[str] | None = None,
+        mode: Mode | None = None,
+        detail: Detail = "compact",
+        distinct_sources: bool = False,
         progress: Progress | None = None,
     ) -> SearchResult:
-        name = index or self.default_index
         check_top_k(top_k)
-        given = [x is not None for x in (query, image, vector_handle)]
+        given = [x is not None for x in (query, image, vector_handle, similar_to)]
         if sum(given) != 1:
-            raise InvalidInput("Give exactly one of query (text), image, or vector_handle.")
+            raise InvalidInput("Give exactly one of query (text), image, vector_handle or similar_to.")
+        name = index or (parse_item_ref(similar_to, None)[0] if similar_to else None) or self.default_index
         modalities = parse_modalities(modality)
         await self.catalog.compatible_info(name)
         purpose = RETRIEVAL_PURPOSE[modalities[0] if len(modalities) == 1 else None]
+        mode = self._mode(mode, query)
+        combined = combine_filters(filter, modalities)
+        exclude: str | None = None
         if vector_handle is not None:
             vector = self.embedding.vector(vector_handle)
+        elif similar_to is not None:
+            vector, exclude = await self._stored_vector(similar_to, name)
+        elif mode == "keyword":
+            vector = []
         else:
             vector = await self._embed_query(query, image, purpose, progress)
-        combined = combine_filters(filter, modalities)
-        hits = await off_loop(
-            self.store.query_vectors, name, vector, top_k=top_k, filter=combined, return_metadata=True
+        wanted = top_k + (exclude is not None)
+        fetch_k = min(MAX_TOP_K, wanted * DISTINCT_FETCH) if distinct_sources else wanted
+        ranked = await self._rank(name, mode, vector, query, fetch_k, combined)
+        ranked = [h for h in ranked if h.key != exclude]
+        if distinct_sources:
+            ranked = best_per_source(ranked)
+        hits = [to_hit(name, rank, hit, query=query, detail=detail) for rank, hit in enumerate(ranked[:top_k], 1)]
+        result = SearchResult(index=name, purpose=purpose.value, mode=mode, detail=detail, hits=hits)
+        if mode == "vector" and query is not None and not self.keyword_available:
+            result.note = "vector search (this backend keeps no keyword index; rerank=true can refine the order)"
+        return fit_budget(result, self.token_budget)
+
+    def _mode(self, mode: Mode | None, query: str | None) -> Mode:
+        if mode is None:
+            return "hybrid" if self.keyword_available and query is not None else "vector"
+        if mode != "vector" and not self.keyword_available:
+            raise InvalidInput(
+                f'mode "{mode}" needs a keyword index, which this backend does not keep (S3 Vectors has none).',
+                'Use mode "vector" (the default here).',
+            )
+        if mode != "vector" and query is None:
+            raise InvalidInput(f'mode "{mode}" searches words: give a text query.')
+        return mode
+
+    async def _rank(
+        self,
+        name: str,
+        mode: Mode,
+        vector: list[float],
+        query: str | None,
+        top_k: int,
+        where: dict[str, Any] | None,
+    ) -> list[QueryHit]:
+        by_vector: list[QueryHit] = []
+        if mode != "keyword":
+            by_vector = await off_loop(
+                self.store.query_vectors, name, vector, top_k=top_k, filter=where, return_metadata=True
+            )
+        if mode == "vector":
+            return by_vector
+        by_keyword: list[QueryHit] = await off_loop(
+            self.store.keyword_query,  # type: ignore[attr-defined]
+            name,
+            query,
+            top_k=top_k,
+            filter=where,
         )
-        return SearchResult(
-            index=name, purpose=purpose.value, hits=[to_hit(name, rank, hit) for rank, hit in enumerate(hits, 1)]
-        )
+        if mode == "keyword":
+            return by_keyword
+        fused = rrf_fuse([[h.key for h in by_vector], [h.key for h in by_keyword]])
+        found = {h.key: h for h in by_keyword} | {h.key: h for h in by_vector}  # vector hits carry the distance
+        await self._fill_distances([found[k] for k, _ in fused if found[k].distance is None], name, vector)
+        return [found[key] for key, _ in fused[:top_k]]
+
+    async def _fill_distances(self, hits: list[QueryHit], name: str, vector: list[float]) -> None:
+        """Keyword-only hits get their exact cosine to the query too, so every score means the same."""
+        if not hits:
+            return
+        stored = await off_loop(self.store.get_vectors, name, [h.key for h in hits], return_data=True)
+        data = {r.key: r.data for r in stored}
+        q = np.asarray(vector, dtype=np.float64)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        for hit in hits:
+            if data.get(hit.key) is not None:
+                v = np.asarray(data[hit.key], dtype=np.float64)
+                hit.distance = 1.0 - float(q @ (v / max(float(np.linalg.norm(v)), 1e-12)))
+
+    async def _stored_vector(self, ref: str, index: str) -> tuple[list[float], str]:
+        """The stored vector of an indexed item (a nova:// URI or a key): no new embedding call."""
+        ref_index, key = parse_item_ref(ref, index)
+        found = await off_loop(self.store.get_vectors, ref_index, [key], return_data=True, return_metadata=False)
+        if not found or found[0].data is None:
+            raise NotFound(f"No item '{key}' in index '{ref_index}'.", "Use the `uri` or `key` of a search hit.")
+        return [float(x) for x in found[0].data], key
 
     async def _embed_query(
         self, query: str | None, image: ContentInput | None, purpose: EmbeddingPurpose, progress: Progress | None
@@ -87,17 +186,50 @@ class Search:
                 f"{MAX_QUERY_CHARS:,}.",
                 "Search with the sentence or passage that matters; a query is not chunked.",
             )
-        content = ContentInput(text=query) if query is not None else image
-        assert content is not None  # exactly one of query, image, handle was checked above
-        sources, failures = await self.ingest.resolve_contents([content])
-        if failures:
-            raise InvalidInput(f"Could not read the query: {failures[0].reason}")
-        segment, _ = await self.ingest.first_segment(sources[0], self.policy.embedder.info)
-        if image is not None and segment.embed_as != "image":
-            raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
-        request = segment.to_request(purpose, self.policy.request_dimension)
+        if query is not None:
+            request = query_request(query, purpose, self.policy)
+        else:
+            assert image is not None  # exactly one of query, image, handle, similar_to was checked above
+            sources, failures = await self.ingest.resolve_contents([image])
+            if failures:
+                raise InvalidInput(f"Could not read the query: {failures[0].reason}")
+            segment, _ = await self.ingest.first_segment(sources[0], self.policy.embedder.info)
+            if segment.embed_as != "image":
+                raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
+            request = segment.to_request(purpose, self.policy.request_dimension)
         result = await self.policy.embed([request], progress)
         return list(result[0][0].embedding)
+
+
+def query_request(query: str, purpose: EmbeddingPurpose, policy: EmbedderPolicy) -> Any:
+    """One request for the whole query: never cut at a chunk boundary (the model truncates at its window)."""
+    from nova_mcp_server.ingest.model import Segment
+
+    segment = Segment(ordinal=0, modality=Modality.TEXT, embed_as="text", text=query)
+    return segment.to_request(purpose, policy.request_dimension)
+
+
+def best_per_source(hits: Sequence[QueryHit]) -> list[QueryHit]:
+    """The best-ranked hit of each source, in rank order."""
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        source = str((hit.metadata or {}).get("source_id") or (hit.metadata or {}).get("source") or hit.key)
+        if source not in seen:
+            seen.add(source)
+            out.append(hit)
+    return out
+
+
+def fit_budget(result: SearchResult, budget_tokens: int) -> SearchResult:
+    """Drop the lowest-ranked hits until the answer's JSON fits the token budget; say so when it cuts."""
+    limit = budget_tokens * CHARS_PER_TOKEN
+    while result.hits and len(json.dumps(result.model_dump(mode="json", exclude_none=True))) > limit:
+        keep = max(0, math.floor(len(result.hits) * 0.8)) if len(result.hits) > 5 else len(result.hits) - 1
+        result.omitted += len(result.hits) - keep
+        result.hits = result.hits[:keep]
+        result.truncated = True
+    return result
 
 
 def parse_modalities(modality: Sequence[str] | str | None) -> list[Modality]:
@@ -126,17 +258,25 @@ def combine_filters(user_filter: dict[str, Any] | None, modalities: list[Modalit
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
-def to_hit(index: str, rank: int, hit: QueryHit) -> SearchHit:
+def to_hit(index: str, rank: int, hit: QueryHit, *, query: str | None = None, detail: Detail = "compact") -> SearchHit:
     meta = dict(hit.metadata or {})
-    distance = hit.distance if hit.distance is not None else 0.0
+    distance = hit.distance if hit.distance is not None else 1.0
+    full_text = meta.get(keys.TEXT_KEY)
+    stored = meta.get(keys.SNIPPET_KEY)
+    snippet = stored
+    if query and (full_text or stored):
+        snippet = best_snippet(str(full_text or stored), query).text or stored
+    elif detail == "compact" and stored:
+        snippet = best_snippet(str(stored), "").text or stored
     return SearchHit(
         rank=rank,
         key=hit.key,
         score=round(1.0 - float(distance), 6),
         modality=meta.get("modality"),
         source=meta.get("source"),
-        snippet=meta.get(keys.SNIPPET_KEY),
-        metadata={k: v for k, v in meta.items() if k not in keys.RESERVED_KEYS},
+        snippet=snippet,
+        text=(full_text or stored) if detail == "full" else None,
+        metadata={k: v for k, v in meta.items() if k not in keys.RESERVED_KEYS} if detail == "full" else None,
         uri=item_uri(index, hit.key),
         **Locator.of(meta).model_dump(),
     )

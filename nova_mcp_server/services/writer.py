@@ -35,9 +35,18 @@ class IndexDeleted(NovaError):
 class IndexTarget:
     """The index one call writes to: created on its first write, so a call that fails creates nothing."""
 
-    def __init__(self, name: str, *, exists: bool, ensure: EnsureIndex, alive: AliveCheck) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        exists: bool,
+        ensure: EnsureIndex,
+        alive: AliveCheck,
+        non_filterable: Sequence[str] = tuple(keys.NON_FILTERABLE_KEYS),
+    ) -> None:
         self.name = name
         self.exists = exists
+        self.non_filterable = list(non_filterable)  # what the index declared (older ones lack the full text)
         self.existed_before = exists  # a new index holds no leftovers of interrupted writes
         self._ensure = ensure
         self._alive = alive

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2
 import pytest
@@ -23,6 +23,9 @@ from fakes.nova import FakeBedrockRuntime
 from fixtures.media import make_image
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
+from mcp_types import ListRootsResult
 from support import local_core, make_settings, nova_core
 from test_transports import SCRIPT, free_port, server_env
 
@@ -555,3 +558,51 @@ def test_error_reply_shapes() -> None:
     assert reply('{"jsonrpc": "2.0", "id": "a", "method": 5}')["id"] == "a"
     assert reply('{"jsonrpc": "2.0", "id": true, "method": 5}')["id"] is None  # not a valid id: not echoed
     assert reply('{"jsonrpc": "2.0", "id": "' + "x" * 500 + '", "method": 5}')["id"] is None
+
+
+def ask_roots(ctx: Context) -> Any:
+    """The resolver the server's file tools take (`Annotated[ListRootsResult | None, Resolve(ask_roots)]`)."""
+    from mcp.server.mcpserver.resolve import ListRoots
+
+    caps = ctx.client_capabilities
+    return ListRoots() if caps is not None and caps.roots is not None else None
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("offers_roots", [True, False])
+async def test_client_roots_through_the_sdk_recipe_the_server_uses(
+    tmp_path: Path, mode: str, offers_roots: bool
+) -> None:
+    """The way the server asks: a `Resolve` parameter returning `ListRoots()` only when the client declared the
+    roots capability (roots/list on 2025 sessions, the input-required round on 2026-07-28), then
+    `combine_roots`. A client without the capability is never asked and gets the configured roots only."""
+    from mcp.server import MCPServer
+    from mcp_types import Root
+
+    from nova_mcp_server.ingest.sources import resolve_sources
+    from nova_mcp_server.roots import combine_roots
+
+    project, configured = tmp_path / "project", tmp_path / "configured"
+    for folder in (project, configured):
+        folder.mkdir()
+        (folder / "note.txt").write_text(f"{folder.name} words")
+    asked: list[bool] = []
+    server = MCPServer("roots-recipe")
+
+    @server.tool()
+    async def readable(roots: Annotated[ListRootsResult | None, Resolve(ask_roots)]) -> list[str]:
+        allowed = combine_roots([configured], roots.roots if roots is not None else None).allowed
+        items = [str(project / "note.txt"), str(configured / "note.txt")]
+        sources, _ = resolve_sources(items, allowed_roots=allowed, download_dir=tmp_path / "dl")
+        return [Path(s.display).parent.name for s in sources]
+
+    async def list_roots(ctx: Any) -> ListRootsResult:
+        asked.append(True)
+        return ListRootsResult(roots=[Root(uri=project.as_uri()), Root(uri="file:///")])
+
+    async with Client(server, mode=mode, list_roots_callback=list_roots if offers_roots else None) as client:
+        result = await client.call_tool("readable", {})
+    assert not result.is_error, result.content
+    expected = ["project", "configured"] if offers_roots else ["configured"]
+    assert result.structured_content == {"result": expected}
+    assert asked == ([True] if offers_roots else [])

@@ -592,3 +592,15 @@ def test_open_regular_explains_each_refusal(root: Path, tmp_path: Path, opener: 
     finally:
         os.close(fd)
     assert issubclass(LimitExceeded, InvalidInput)
+
+
+def test_limits_come_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nova_mcp_server.app import build_ingest
+    from nova_mcp_server.settings import Settings
+
+    for name, value in (("MAX_PDF_PAGES", "7"), ("MAX_FOLDER_DEPTH", "3"), ("MAX_FILES_PER_CALL", "9")):
+        monkeypatch.setenv(f"NOVA_MCP_{name}", value)
+    settings = Settings(data_dir=tmp_path, max_text_bytes=1234)
+    expected = Limits(max_pdf_pages=7, max_folder_depth=3, max_files_per_call=9, max_text_bytes=1234)
+    assert Limits.from_settings(settings) == expected == build_ingest(settings).limits
+    assert Limits.from_settings(Settings(data_dir=tmp_path / "x", max_pdf_pages=500)).max_folder_depth == 3

@@ -40,12 +40,16 @@ class Ingest:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         recursive: bool = True,
+        roots: Sequence[Path] | None = None,
     ) -> tuple[list[SourceRef], list[resolving.SourceFailure]]:
+        """Resolve the contents under ``roots`` (this call's allowed set, e.g. `roots.combine_roots` of the
+        configured roots and the client's), or the configured ``allowed_roots`` when None."""
         items = [_to_item(c) for c in contents]
+        allowed = list(self.allowed_roots if roots is None else roots)
         return await anyio.to_thread.run_sync(
             lambda: resolving.resolve_sources(
                 items,
-                allowed_roots=self.allowed_roots,
+                allowed_roots=allowed,
                 allowed_buckets=self.allowed_buckets,
                 include=list(include),
                 exclude=list(exclude),

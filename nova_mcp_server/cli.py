@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from nova_mcp_server.redact import install_log_scrubber  # no keys, signatures or presigned URLs in logs
+
+    install_log_scrubber()
     if args.command in SETUP_COMMANDS:
         from nova_mcp_server import setup_commands
 

@@ -154,6 +154,9 @@ class IndexSummary(BaseModel):
     provider: str | None = None
     model: str | None = None
     uri: str
+    index_mode: str | None = Field(
+        default=None, description="S3 Vectors: ENHANCED (filters exact) or CLASSIC (filtered searches may under-fill)"
+    )
 
 
 class DeleteReport(BaseModel):

@@ -17,6 +17,7 @@ from fakes.s3vectors import S3VectorsEmulator
 from moto import mock_aws
 
 from nova_mcp_server.errors import AccessDenied, BackendUnavailable, InvalidInput
+from nova_mcp_server.services.catalog import summary
 from nova_mcp_server.stores import enumerate as en
 from nova_mcp_server.stores.base import EmbedderStamp, IndexSpec, VectorRecord
 from nova_mcp_server.stores.s3vectors import S3VectorsStore
@@ -112,6 +113,7 @@ def test_a_classic_index_is_reported_and_can_be_switched(emulator: S3VectorsEmul
     emulator.update_index_mode(vectorBucketName=BUCKET, indexName="old", indexMode="CLASSIC")  # someone else
     fresh = make_store(emulator)
     assert fresh.get_index("old").index_mode == "CLASSIC"
+    assert summary(fresh.get_index("old")).index_mode == "CLASSIC"  # what list_indexes shows the agent
     assert fresh.update_index_mode("old", "ENHANCED").index_mode == "ENHANCED"
     assert emulator.mode_of(BUCKET, "old") == "ENHANCED"
     with pytest.raises(InvalidInput, match="CLASSIC, ENHANCED"):

@@ -91,6 +91,7 @@ def summary(info: IndexInfo) -> IndexSummary:
         provider=info.embedder.provider if info.embedder else None,
         model=info.embedder.model if info.embedder else None,
         uri=f"nova://indexes/{info.name}",
+        index_mode=info.index_mode,
     )
 
 

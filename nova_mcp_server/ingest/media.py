@@ -315,7 +315,8 @@ def cut_windows(src: MediaInput, meta: MediaInfo, windows: list[tuple[float, flo
     with _open(src) as inp:
         vin = _video_stream(inp)
         ain = inp.streams.audio[0] if inp.streams.audio else None
-        vspec = aspec = None
+        vspec: dict[str, Any] | None = None
+        aspec: dict[str, Any] | None = None
         if vin is not None:
             vin.thread_type = "AUTO"
             width, height = _even_fit(vin.codec_context.width, vin.codec_context.height, MAX_VIDEO_SIDE)

@@ -114,6 +114,7 @@ def build_http_app(mcp: MCPServer, settings: Settings) -> Any:
     """The ASGI app for ``settings.transport``; raises HttpSettingsError when the settings would expose it."""
     check_http_settings(settings)
     security = transport_security(settings)
+    app: Any
     if settings.transport == "sse":
         app = mcp.sse_app(host=settings.host, transport_security=security)
     else:

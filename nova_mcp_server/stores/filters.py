@@ -405,7 +405,8 @@ class MetadataColumns:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with open(tmp, "wb") as f:
-                np.savez(f, header=np.array(json.dumps(header)), **arrays)
+                payload: dict[str, Any] = {"header": np.array(json.dumps(header)), **arrays}
+                np.savez(f, **payload)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

@@ -100,6 +100,7 @@ async def _search(app: App, args: argparse.Namespace) -> int:
         top_k=args.top_k,
         filter=args.filter,
         modality=args.modality,
+        detail="full",  # a person's terminal has no token budget: show each hit's text and metadata
     )
     if args.json:
         _emit_json(result)

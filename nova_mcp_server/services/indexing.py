@@ -8,7 +8,7 @@ ones keep the embedder at its concurrency limit instead of waiting out each call
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,15 +144,21 @@ class Indexing:
             raise InvalidInput("Give at least one path, s3:// URI or text to index.")
         report = progress or no_progress
         await report(0, None, "resolving sources")
-        sources, failures = await self.ingest.resolve_contents(
-            items, include=include, exclude=exclude, recursive=recursive
+        # Inline texts are resolved as the feeder reaches them (resolving is hashing them): a call with tens of
+        # thousands of texts holds a wave of them at a time, not a resolved copy of every one.
+        texts = [c for c in items if c.text is not None]
+        others = [c for c in items if c.text is None]
+        sources, failures = (
+            await self.ingest.resolve_contents(others, include=include, exclude=exclude, recursive=recursive)
+            if others
+            else ([], [])
         )
         result = IndexReport(index=name, failed=[Failure(source=f.source, reason=f.reason) for f in failures])
-        if not sources:
+        if not sources and not texts:
             return result
         target = await self.catalog.target(name)
         writer = Writer(self.store, target)
-        total = len(sources)
+        total = len(sources) + len(texts)
         tally = _Tally()
         done = 0
 
@@ -172,10 +178,10 @@ class Indexing:
                     done += 1
 
         send, receive = anyio.create_memory_object_stream[tuple[int, SourceRef, Any]](0)
-        queue = deque(sources)  # the feeder drops each source once handed over: memory stays per batch
-        del sources
+        waves = self._waves(deque(sources), deque(texts), tally)  # each source dropped once handed over
+        del sources, texts
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._feed, writer, queue, send)
+            tg.start_soon(self._feed, writer, waves, send)
             for _ in range(self._lanes()):
                 tg.start_soon(worker, receive.clone())
             receive.close()
@@ -188,14 +194,37 @@ class Indexing:
     def _lanes(self) -> int:
         return max(2, SOURCE_LANES_PER_SLOT * int(getattr(self.policy.embedder, "concurrency", 1)))
 
+    async def _waves(
+        self, sources: deque[SourceRef], texts: deque[ContentInput], tally: _Tally
+    ) -> AsyncIterator[list[tuple[int, SourceRef]]]:
+        """Up to MAX_GET numbered sources at a time: the resolved ones, then the inline texts resolved lazily."""
+        position = 0
+        while sources:
+            wave = [sources.popleft() for _ in range(min(MAX_GET, len(sources)))]
+            yield list(enumerate(wave, position))
+            position += len(wave)
+        seen: set[str] = set()  # an inline text given twice is indexed once, as resolution does for files
+        while texts:
+            chunk = [texts.popleft() for _ in range(min(MAX_GET, len(texts)))]
+            resolved, failures = await self.ingest.resolve_contents(chunk)
+            for failure in failures:
+                tally.failed[position] = Failure(source=failure.source, reason=failure.reason)
+                position += 1
+            fresh = [s for s in resolved if s.uri not in seen]
+            seen.update(s.uri for s in fresh)
+            yield list(enumerate(fresh, position))
+            position += len(fresh)
+
     async def _feed(
-        self, writer: Writer, sources: deque[SourceRef], send: MemoryObjectSendStream[tuple[int, SourceRef, Any]]
+        self,
+        writer: Writer,
+        waves: AsyncIterator[list[tuple[int, SourceRef]]],
+        send: MemoryObjectSendStream[tuple[int, SourceRef, Any]],
     ) -> None:
         """Hand sources to the workers with their commit markers, read MAX_GET at a time (one call per wave)."""
-        start = 0
         async with send:
-            while sources:
-                wave = [sources.popleft() for _ in range(min(MAX_GET, len(sources)))]
+            async for numbered in waves:
+                wave = [source for _, source in numbered]
                 sids = [keys.source_id(s.uri) for s in wave]
                 found: dict[str, dict[str, Any]] | NovaError = {}
                 if writer.target.exists:
@@ -203,15 +232,14 @@ class Indexing:
                         found = await markers(self.store, writer.target.name, sids)
                     except NovaError as exc:  # each source of the wave reports it
                         found = exc
-                for offset, (source, sid) in enumerate(zip(wave, sids, strict=True)):
+                for (position, source), sid in zip(numbered, sids, strict=True):
                     try:
                         writer.target.check_alive()
                     except NovaError as exc:
                         found = exc  # the index is gone: every source left reports it, none is embedded
                     marker = found if isinstance(found, NovaError) else found.get(sid)
-                    await send.send((start + offset, source, marker))
-                start += len(wave)
-                del wave
+                    await send.send((position, source, marker))
+                del wave, numbered
 
     async def _index_source(
         self,

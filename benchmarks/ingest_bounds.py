@@ -66,7 +66,11 @@ def run_case(case: str, folder: Path) -> dict[str, Any]:
 
     info = EmbedderInfo(**NOVA_INFO)  # type: ignore[arg-type]
     target = {"deep-folder": "deep", "blank-pdf": "blank.pdf"}.get(case, "big.txt")
-    limits = Limits(max_text_bytes=64 << 20) if case == "big-text-lazy" else Limits()
+    size = (folder / "big.txt").stat().st_size
+    limits = {
+        "big-text-lazy": Limits(max_text_bytes=64 << 20),
+        "big-text-refused": Limits(max_text_bytes=min(Limits().max_text_bytes, size // 2)),  # smoke: 5 MB file
+    }.get(case, Limits())
     started = time.perf_counter()
     sources, failures = resolve_sources(
         [str(folder / target)], allowed_roots=[folder], download_dir=folder / "dl", limits=limits

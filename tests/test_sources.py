@@ -604,3 +604,9 @@ def test_limits_come_from_the_settings(tmp_path: Path, monkeypatch: pytest.Monke
     expected = Limits(max_pdf_pages=7, max_folder_depth=3, max_files_per_call=9, max_text_bytes=1234)
     assert Limits.from_settings(settings) == expected == build_ingest(settings).limits
     assert Limits.from_settings(Settings(data_dir=tmp_path / "x", max_pdf_pages=500)).max_folder_depth == 3
+
+
+def test_path_errors_quote_json(root: Path, tmp_path: Path) -> None:
+    _, failures = resolve(["a\x00b.txt", {"text": "a", "path": "b"}], [root], tmp_path)
+    assert '"a\\u0000b.txt" contains a NUL character' in failures[0].reason
+    assert "give exactly one of text, path, s3_uri or data (got text, path)" in failures[1].reason

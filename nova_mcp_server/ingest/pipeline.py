@@ -7,6 +7,7 @@ It binds the allowed roots, the bucket allow-list and the S3 client to the pure 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ class Ingest:
         if source.startswith("file://"):
             source = source.removeprefix("file://")
         if "\x00" in source:
-            raise InvalidInput(f"{source!r} contains a NUL character, which no file name can hold.")
+            raise InvalidInput(f"{json.dumps(source)} contains a NUL character, which no file name can hold.")
         return "file://" + os.path.realpath(os.path.expanduser(source))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import re
 import stat
@@ -23,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, LimitExceeded, NotFound, NovaError
 from nova_mcp_server.ingest.limits import Limits, setting_name
@@ -62,7 +63,7 @@ class SourceItem(BaseModel):
     def _exactly_one(self) -> SourceItem:
         given = [n for n in ("text", "path", "s3_uri", "data") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of text, path, s3_uri or data (got {given or 'none'})")
+            raise ValueError(f"give exactly one of text, path, s3_uri or data (got {', '.join(given) or 'none'})")
         return self
 
 
@@ -209,7 +210,13 @@ class _Resolver:
 
     def resolve(self, item: Item) -> Iterator[SourceRef | SourceFailure]:
         if isinstance(item, Mapping):
-            item = SourceItem(**item)
+            try:
+                item = SourceItem(**item)
+            except ValidationError as exc:
+                problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+                raise InvalidInput(
+                    f"{problems}.", "Each item is an object with one of text, path, s3_uri, data."
+                ) from None
         if isinstance(item, SourceItem):
             if item.text is not None:
                 yield _inline_text(item.text, item.format)
@@ -246,7 +253,7 @@ class _Resolver:
         if not raw.strip():
             raise InvalidInput("empty path.")
         if "\x00" in raw:
-            raise InvalidInput(f"{given!r} contains a NUL character, which no file name can hold.")
+            raise InvalidInput(f"{json.dumps(given)} contains a NUL character, which no file name can hold.")
         real = self._allowed(Path(os.path.realpath(os.path.expanduser(raw))), given)
         try:
             mode = os.stat(real).st_mode

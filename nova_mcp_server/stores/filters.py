@@ -96,7 +96,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"string {value!r}"
     if isinstance(value, list | tuple):
-        return "an array"
+        return "an array" if value else "an empty array"
     if isinstance(value, dict):
         return "an object"
     if value is None:

@@ -36,6 +36,7 @@ VECTOR_INDEX_ACTIONS = (
     "s3vectors:CreateIndex",
     "s3vectors:GetIndex",
     "s3vectors:DeleteIndex",
+    "s3vectors:UpdateIndexMode",
     "s3vectors:PutVectors",
     "s3vectors:GetVectors",
     "s3vectors:ListVectors",
@@ -84,6 +85,7 @@ class _Run:
         self.downloader = downloader
         self.checks: list[Check] = []
         self.region: str | None = None
+        self.bedrock_region: str | None = None
         self.arn: str | None = None
         self.account: str | None = None
         self.tried: set[str] = set()  # actions a successful read-only call proved
@@ -153,6 +155,17 @@ class _Run:
         if not self.region:
             self.add("region", "fail", "no region configured", "Set AWS_REGION (or --region), e.g. us-east-1.")
             return
+        self.bedrock_region = self.clients.region_for("bedrock-runtime") or self.region
+        if self.bedrock_region != self.region:  # the bedrock control-plane client lives in the shared region
+            offered = self.bedrock_region in NOVA_REGIONS
+            self.add(
+                "region",
+                "pass" if offered else "fail",
+                f"S3 and S3 Vectors in {self.region}, Bedrock in {self.bedrock_region}: "
+                f"{'in' if offered else 'not in'} the documented Nova MME regions {', '.join(NOVA_REGIONS)}",
+                None if offered else f"Set NOVA_MCP_BEDROCK_REGION to one of {', '.join(NOVA_REGIONS)}.",
+            )
+            return
         try:
             self.call("bedrock", "get_foundation_model", modelIdentifier=self.s.model_id)
         except ClientError as exc:
@@ -197,7 +210,7 @@ class _Run:
             )
             vector = json.loads(response["body"].read())["embeddings"][0]["embedding"]
         except (ClientError, BotoCoreError) as exc:
-            self.add("model access", "fail", *_failure(exc, "bedrock-runtime", "InvokeModel", self.region, ""))
+            self.add("model access", "fail", *_failure(exc, "bedrock-runtime", "InvokeModel", self.bedrock_region, ""))
             return
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             self.add("model access", "fail", f"unexpected InvokeModel response ({exc!r})", "Report this as a bug.")
@@ -349,9 +362,10 @@ class _Run:
             self.s.default_index,
             self.s.staging_bucket,
         )
+        br = self.bedrock_region or r
         groups = [
-            (BEDROCK_MODEL_ACTIONS, f"arn:aws:bedrock:{r}::foundation-model/{self.s.model_id}"),
-            (BEDROCK_JOB_ACTIONS, f"arn:aws:bedrock:{r}:{acct}:async-invoke/*"),
+            (BEDROCK_MODEL_ACTIONS, f"arn:aws:bedrock:{br}::foundation-model/{self.s.model_id}"),
+            (BEDROCK_JOB_ACTIONS, f"arn:aws:bedrock:{br}:{acct}:async-invoke/*"),
         ]
         if b:
             groups += [

@@ -300,3 +300,13 @@ async def test_the_tool_form_runs_the_same_checks_off_the_event_loop(tmp_path: P
     settings = Settings(backend="local", data_dir=tmp_path / "d", local_model_path=tiny_model, allowed_roots=[tmp_path])
     report = await doctor.run_doctor_in_thread(settings)
     assert report == doctor.run_doctor(settings)
+
+
+def test_a_separate_bedrock_region_is_checked_against_the_documented_list(world: World) -> None:
+    world.make_buckets()
+    clients = world.clients()
+    clients._bedrock_region = "eu-central-1"  # as AwsClients.from_settings sets it from NOVA_MCP_BEDROCK_REGION
+    report = doctor.run_doctor(world.settings(), clients=clients, downloader=_no_model(world.tmp))
+    check = {c.name: c for c in report.checks}["region"]
+    assert check.status == "fail" and "Bedrock in eu-central-1" in check.detail
+    assert "NOVA_MCP_BEDROCK_REGION" in (check.fix or "")

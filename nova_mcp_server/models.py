@@ -101,6 +101,10 @@ class IndexReport(BaseModel):
     failed: list[Failure] = Field(default_factory=list)
     jobs: list[str] = Field(default_factory=list, description="ids of async jobs; follow them with job_status")
     removed_segments: int = 0
+    not_yet_indexed: int = Field(default=0, description="sources left when the call's time budget ran out")
+    continues_in_job: str | None = Field(
+        default=None, description="the background job indexing the rest (follow it with job_status)"
+    )
 
 
 class SearchHit(Locator):

@@ -16,6 +16,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from nova_mcp_server import __version__
 from nova_mcp_server.app import App
+from nova_mcp_server.server.arguments import StrictArguments
 from nova_mcp_server.server.prompts import register_prompts
 from nova_mcp_server.server.resources import register_resources
 from nova_mcp_server.server.subscriptions import JobWatchers
@@ -56,14 +57,17 @@ def build_server(app: App, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
                 app.jobs.spawn = None
                 tg.cancel_scope.cancel()
 
+    strict = StrictArguments()
     mcp = MCPServer(
         "nova-multimodal-mcp",
+        extensions=[strict],
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=cast(LogLevel, app.settings.log_level.upper()),
         subscriptions=bus,
     )
+    strict.install(mcp)
     watchers.install(mcp)
     register_read_tools(mcp, app)
     if not app.settings.read_only:

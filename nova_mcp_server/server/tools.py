@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial, wraps
+from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from nova_mcp_server.app import App
@@ -34,6 +36,7 @@ from nova_mcp_server.models import (
     JobInfo,
     SearchResult,
 )
+from nova_mcp_server.roots import combine_roots
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
 from nova_mcp_server.services.catalog import IndexFacets
 from nova_mcp_server.services.reading import FetchResult
@@ -90,6 +93,28 @@ def agent_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
+NO_ROOTS = ListRootsResult(roots=[])
+
+
+def client_roots(ctx: Context) -> ListRootsResult | ListRoots:
+    """The client's roots when it declared the capability (asked on every era the SDK speaks), else none.
+
+    A capability the client did not declare is never relied on: without it only configured roots count.
+    """
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return NO_ROOTS
+    return ListRoots()
+
+
+def allowed_roots(app: App, declared: ListRootsResult) -> list[Path]:
+    """This call's allowed folders: the configured ones plus the client's (never / or home unless configured)."""
+    combined = combine_roots(app.settings.allowed_roots, declared.roots)
+    for refused in combined.refused:
+        log.warning("client root %s refused: %s", refused.root, refused.reason)
+    return combined.allowed
+
+
 def progress_of(ctx: Context) -> Progress:
     async def report(done: float, total: float | None, message: str) -> None:
         await ctx.report_progress(done, total=total, message=message)
@@ -102,14 +127,16 @@ def as_content(source: str) -> ContentInput:
     return ContentInput(s3_uri=source) if source[:3].lower() == "s3:" else ContentInput(path=source)
 
 
-async def pictures_of(app: App, result: SearchResult, include: bool | str) -> list[ImageContent]:
+async def pictures_of(app: App, result: SearchResult, include: bool | str, roots: Sequence[Path]) -> list[ImageContent]:
     """Pictures of image, page and frame hits: one each (at most 5), or one numbered contact sheet."""
     if not include:
         return []
     wanted = result.hits[: MAX_SHEET_CELLS if include == "sheet" else MAX_IMAGES_PER_ANSWER]
     found: list[tuple[int, bytes]] = []
     for hit in wanted:
-        picture, _ = await anyio.to_thread.run_sync(partial(app.reading.picture_of, hit.source, hit.modality, hit))
+        picture, _ = await anyio.to_thread.run_sync(
+            partial(app.reading.picture_of, hit.source, hit.modality, hit, roots=roots)
+        )
         if picture is not None:
             found.append((hit.rank, picture))
     if not found:
@@ -144,6 +171,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         purpose: EmbeddingPurpose = EmbeddingPurpose.GENERIC_INDEX,
         dimension: Annotated[int | None, Field(description="3072, 1024, 384 or 256 on Nova; default: server's")] = None,
         include_vector: bool = False,
+        roots: Annotated[ListRootsResult, Resolve(client_roots)] = NO_ROOTS,
     ) -> EmbedResult:
         """Embed text, files, s3:// objects or base64 media into the shared vector space.
 
@@ -152,7 +180,12 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         contents, also their cosine similarity matrix. Only each content's first segment is embedded.
         """
         return await app.embedding.embed(
-            contents, purpose=purpose, dimension=dimension, include_vector=include_vector, progress=progress_of(ctx)
+            contents,
+            purpose=purpose,
+            dimension=dimension,
+            include_vector=include_vector,
+            progress=progress_of(ctx),
+            roots=allowed_roots(app, roots),
         )
 
     @mcp.tool(annotations=hints("Semantic search", read_only=True, destructive=False, idempotent=True, open_world=nova))
@@ -183,6 +216,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
             bool | Literal["sheet"],
             Field(description='attach pictures of image, page and frame hits (true), or one numbered "sheet"'),
         ] = False,
+        roots: Annotated[ListRootsResult, Resolve(client_roots)] = NO_ROOTS,
     ) -> Annotated[CallToolResult, SearchResult]:
         """Find the closest content to a text query, an image, an embedded vector, or an indexed item.
 
@@ -190,6 +224,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         character range (text), a one-line snippet and a nova:// URI: read a hit in full with fetch.
         The answer stays within a token budget and says `truncated` when hits were left out.
         """
+        allowed = allowed_roots(app, roots)
         result = await app.search.search(
             query=query,
             image=image,
@@ -203,8 +238,9 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
             detail=detail,
             distinct_sources=distinct_sources,
             progress=progress_of(ctx),
+            roots=allowed,
         )
-        pictures = await pictures_of(app, result, include_images)
+        pictures = await pictures_of(app, result, include_images, allowed)
         structured = result.model_dump(mode="json", exclude_none=True)
         content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False)), *pictures]
         return CallToolResult(content=content, structured_content=structured)
@@ -216,13 +252,16 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         index: Annotated[str | None, Field(description="the index of a bare key; a uri names its own")] = None,
         context: Annotated[int, Field(ge=0, le=10, description="neighbouring segments to add on each side")] = 0,
         include_image: Annotated[bool, Field(description="attach the image, the PDF page or the video frame")] = False,
+        roots: Annotated[ListRootsResult, Resolve(client_roots)] = NO_ROOTS,
     ) -> Annotated[CallToolResult, FetchResult]:
         """Read one indexed segment in full: its text, locator and metadata, with neighbours on request.
 
         For a PDF page also the page's text, for audio/video the time range and transcript where there is one;
         with include_image, the image itself, the rendered page or the frame (one picture under 1 MB).
         """
-        result, picture = await app.reading.fetch(item, index=index, context=context, include_image=include_image)
+        result, picture = await app.reading.fetch(
+            item, index=index, context=context, include_image=include_image, roots=allowed_roots(app, roots)
+        )
         structured = result.model_dump(mode="json", exclude_none=True)
         content: list[Any] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
         if picture is not None:
@@ -281,28 +320,34 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
         exclude: Annotated[list[str], Field(description="glob patterns to skip")] = [],  # noqa: B006
         recursive: bool = True,
         wait: Annotated[bool, Field(description="false: return a job id at once and index in the background")] = True,
+        roots: Annotated[ListRootsResult, Resolve(client_roots)] = NO_ROOTS,
     ) -> IndexReport:
         """Index files, folders, s3:// objects or texts; unchanged sources are skipped, changed ones replaced.
 
         Returns counts (indexed, skipped, failed with reasons) and the ids of async jobs for long media.
         With wait=false the whole run is a background job: follow it with job_status or nova://jobs/{id}.
+        A call that would outlast the client's patience returns what it did and continues as a job
+        (continues_in_job).
         """
         items = [ContentInput(text=t) for t in texts] + [as_content(s) for s in sources]
+        allowed = allowed_roots(app, roots)
+        options: dict[str, Any] = {"metadata": metadata, "include": include, "exclude": exclude, "recursive": recursive}
         if not wait:
-            job_id = await app.jobs.start_index_job(
-                items, index=index, metadata=metadata, include=include, exclude=exclude, recursive=recursive
-            )
-            return IndexReport(index=index or app.settings.default_index, jobs=[job_id])
+            job_id = await app.jobs.start_index_job(items, index=index, roots=allowed, **options)
+            return IndexReport(index=index or app.settings.default_index, jobs=[job_id], continues_in_job=job_id)
         report = await app.indexing.index(
             items,
             index=index,
-            metadata=metadata,
-            include=include,
-            exclude=exclude,
-            recursive=recursive,
             progress=progress_of(ctx),
+            roots=allowed,
+            deadline=time.monotonic() + app.settings.call_time_budget_s,
+            **options,
         )
-        if report.failed and not (report.indexed_sources or report.skipped_unchanged or report.jobs):
+        if report.not_yet_indexed:  # the rest runs as a job, so the client's tool-call timeout never fires
+            job_id = await app.jobs.start_index_job(items, index=index, roots=allowed, **options)
+            report.continues_in_job = job_id
+            report.jobs.append(job_id)
+        elif report.failed and not (report.indexed_sources or report.skipped_unchanged or report.jobs):
             raise NovaError(nothing_indexed(report))  # is_error, so an agent cannot mistake it for success
         return report
 

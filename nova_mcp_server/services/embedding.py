@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -98,11 +99,12 @@ class Embedding:
         dimension: int | None = None,
         include_vector: bool = False,
         progress: Progress | None = None,
+        roots: Sequence[Path] | None = None,
     ) -> EmbedResult:
         if not contents:
             raise InvalidInput("Give at least one content to embed.")
         dim = self.policy.pick_dimension(dimension)
-        sources, failures = await self.ingest.resolve_contents(contents)
+        sources, failures = await self.ingest.resolve_contents(contents, roots=roots)
         if failures:
             raise InvalidInput("Could not read: " + "; ".join(f"{f.source}: {f.reason}" for f in failures))
         info = self.policy.embedder.info

@@ -7,9 +7,11 @@ ones keep the embedder at its concurrency limit instead of waiting out each call
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -57,6 +59,7 @@ class _Outcome:
 class _Tally:
     """The call's report, folded in as sources finish, so nothing per source outlives its commit."""
 
+    fed: int = 0  # sources handed to the workers (failed resolutions included)
     indexed_sources: int = 0
     indexed_segments: int = 0
     removed_segments: int = 0
@@ -136,7 +139,14 @@ class Indexing:
         exclude: Sequence[str] = (),
         recursive: bool = True,
         progress: Progress | None = None,
+        roots: Sequence[Path] | None = None,
+        deadline: float | None = None,
     ) -> IndexReport:
+        """Index `items`; `roots` is this call's allowed set (configured plus the client's), else the configured.
+
+        Past `deadline` (time.monotonic) no new source is started: the sources under way finish and the report
+        counts the rest as `not_yet_indexed`, for the caller to hand to a background job.
+        """
         name = index or self.default_index
         check_index_name(name)
         user_meta = keys.check_user_metadata(metadata)
@@ -149,7 +159,9 @@ class Indexing:
         texts = [c for c in items if c.text is not None]
         others = [c for c in items if c.text is None]
         sources, failures = (
-            await self.ingest.resolve_contents(others, include=include, exclude=exclude, recursive=recursive)
+            await self.ingest.resolve_contents(
+                others, include=include, exclude=exclude, recursive=recursive, roots=roots
+            )
             if others
             else ([], [])
         )
@@ -181,13 +193,14 @@ class Indexing:
         waves = self._waves(deque(sources), deque(texts), tally)  # each source dropped once handed over
         del sources, texts
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._feed, writer, waves, send)
+            tg.start_soon(self._feed, writer, waves, send, deadline, tally)
             for _ in range(self._lanes()):
                 tg.start_soon(worker, receive.clone())
             receive.close()
         await writer.close()
         tally.settle(everything=True)
         tally.report_into(result)
+        result.not_yet_indexed = max(0, total - tally.fed)
         await report(total, total, "done")
         return result
 
@@ -209,9 +222,11 @@ class Indexing:
             resolved, failures = await self.ingest.resolve_contents(chunk)
             for failure in failures:
                 tally.failed[position] = Failure(source=failure.source, reason=failure.reason)
+                tally.fed += 1
                 position += 1
             fresh = [s for s in resolved if s.uri not in seen]
             seen.update(s.uri for s in fresh)
+            tally.fed += len(resolved) - len(fresh)  # repeats count as done: they are the same source
             yield list(enumerate(fresh, position))
             position += len(fresh)
 
@@ -220,10 +235,14 @@ class Indexing:
         writer: Writer,
         waves: AsyncIterator[list[tuple[int, SourceRef]]],
         send: MemoryObjectSendStream[tuple[int, SourceRef, Any]],
+        deadline: float | None,
+        tally: _Tally,
     ) -> None:
         """Hand sources to the workers with their commit markers, read MAX_GET at a time (one call per wave)."""
         async with send:
             async for numbered in waves:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
                 wave = [source for _, source in numbered]
                 sids = [keys.source_id(s.uri) for s in wave]
                 found: dict[str, dict[str, Any]] | NovaError = {}
@@ -239,6 +258,7 @@ class Indexing:
                         found = exc  # the index is gone: every source left reports it, none is embedded
                     marker = found if isinstance(found, NovaError) else found.get(sid)
                     await send.send((position, source, marker))
+                    tally.fed += 1
                 del wave, numbered
 
     async def _index_source(

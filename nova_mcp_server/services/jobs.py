@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -107,7 +108,13 @@ class Jobs:
             raise InvalidInput("This server is read-only; it starts no jobs.")
         name = index or self.default_index
         check_index_name(name)
-        payload = {"items": [c.model_dump(exclude_none=True) for c in items], "index": name, "options": options}
+        payload: dict[str, Any] = {
+            "items": [c.model_dump(exclude_none=True) for c in items],
+            "index": name,
+            "options": {k: v for k, v in options.items() if k != "roots"},
+        }
+        if options.get("roots") is not None:  # the roots the starting call was allowed, kept for a resume
+            payload["roots"] = [str(r) for r in options["roots"]]
         shown = ", ".join(c.path or c.s3_uri or "inline text" for c in items[:3]) + (" ..." if len(items) > 3 else "")
         job_id = await self.store.create(
             kind=INDEX_JOB, index=name, source=shown, payload=payload, status="running", lease=self.lease_seconds
@@ -153,7 +160,10 @@ class Jobs:
         self, job_id: str, items: list[ContentInput], payload: dict[str, Any], progress: Any
     ) -> dict[str, Any]:
         try:
-            report = await self.indexing.index(items, index=payload["index"], progress=progress, **payload["options"])
+            roots = [Path(r) for r in payload["roots"]] if "roots" in payload else None
+            report = await self.indexing.index(
+                items, index=payload["index"], progress=progress, roots=roots, **payload["options"]
+            )
         except NovaError as exc:
             return {"status": "failed", "error": exc.text}
         except Exception:  # a bug must fail the job, not the server that runs it

@@ -63,7 +63,13 @@ class Reading:
         self.default_index = default_index
 
     async def fetch(
-        self, ref: str, *, index: str | None = None, context: int = 0, include_image: bool = False
+        self,
+        ref: str,
+        *,
+        index: str | None = None,
+        context: int = 0,
+        include_image: bool = False,
+        roots: Sequence[str | os.PathLike[str]] | None = None,
     ) -> tuple[FetchResult, bytes | None]:
         """The item and, when asked and possible, a PNG of its image, page or frame (under the byte cap)."""
         name, key = parse_item_ref(ref, index or self.default_index)  # a URI names its own index
@@ -100,7 +106,7 @@ class Reading:
         if result.start_s is not None:
             said = [p for p in [*around, this] if p.text and p.modality in ("video", "audio") and _overlaps(p, result)]
             result.transcript = " ".join(dict.fromkeys(p.text or "" for p in said)) or None
-        picture = await off_loop(self._picture, result) if include_image else None
+        picture = await off_loop(self._picture, result, roots) if include_image else None
         if include_image and picture is None:
             result.note = (
                 "no picture: the source is not a readable local image, PDF page or video under an allowed root"
@@ -117,16 +123,22 @@ class Reading:
             out += [_passage(index, r.key, r.metadata or {}) for r in found]
         return sorted(out, key=lambda p: keys.ordinal_of(p.key))
 
-    def _picture(self, result: FetchResult) -> bytes | None:
-        picture, shows = self.picture_of(result.source, result.modality, result)
+    def _picture(self, result: FetchResult, roots: Sequence[str | os.PathLike[str]] | None) -> bytes | None:
+        picture, shows = self.picture_of(result.source, result.modality, result, roots=roots)
         result.image = shows
         return picture
 
     def picture_of(
-        self, source: str | None, modality: str | None, where: Locator, max_bytes: int = thumbnails.MAX_IMAGE_BYTES
+        self,
+        source: str | None,
+        modality: str | None,
+        where: Locator,
+        max_bytes: int = thumbnails.MAX_IMAGE_BYTES,
+        *,
+        roots: Sequence[str | os.PathLike[str]] | None = None,
     ) -> tuple[bytes | None, str | None]:
         """A PNG of an image, a PDF page or a video frame, read under the allowed roots; and what it shows."""
-        raw = thumbnails.read_allowed(source, self.allowed_roots)
+        raw = thumbnails.read_allowed(source, self.allowed_roots if roots is None else roots)
         if raw is None:
             return None, None
         if modality == "image":

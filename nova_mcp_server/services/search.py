@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -80,6 +81,7 @@ class Search:
         detail: Detail = "compact",
         distinct_sources: bool = False,
         progress: Progress | None = None,
+        roots: Sequence[Path] | None = None,
     ) -> SearchResult:
         check_top_k(top_k)
         given = [x is not None for x in (query, image, vector_handle, similar_to)]
@@ -99,7 +101,7 @@ class Search:
         elif mode == "keyword":
             vector = []
         else:
-            vector = await self._embed_query(query, image, purpose, progress)
+            vector = await self._embed_query(query, image, purpose, progress, roots)
         wanted = top_k + (exclude is not None)
         fetch_k = min(MAX_TOP_K, wanted * DISTINCT_FETCH) if distinct_sources else wanted
         ranked = await self._rank(name, mode, vector, query, fetch_k, combined)
@@ -176,7 +178,12 @@ class Search:
         return [float(x) for x in found[0].data], key
 
     async def _embed_query(
-        self, query: str | None, image: ContentInput | None, purpose: EmbeddingPurpose, progress: Progress | None
+        self,
+        query: str | None,
+        image: ContentInput | None,
+        purpose: EmbeddingPurpose,
+        progress: Progress | None,
+        roots: Sequence[Path] | None = None,
     ) -> list[float]:
         if query is not None and not query.strip():
             raise InvalidInput("The query is empty; give some text to search for.")
@@ -190,7 +197,7 @@ class Search:
             request = query_request(query, purpose, self.policy)
         else:
             assert image is not None  # exactly one of query, image, handle, similar_to was checked above
-            sources, failures = await self.ingest.resolve_contents([image])
+            sources, failures = await self.ingest.resolve_contents([image], roots=roots)
             if failures:
                 raise InvalidInput(f"Could not read the query: {failures[0].reason}")
             segment, _ = await self.ingest.first_segment(sources[0], self.policy.embedder.info)

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download-model", help="download the local model now (progress bar on stderr)")
     _common(download)
     download.add_argument("--json", action="store_true")
+    download.add_argument(
+        "--with-speech", action="store_true", help="also the speech-to-text model for local audio (audio extra)"
+    )
     return parser
 
 
@@ -127,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in SETUP_COMMANDS:
         from nova_mcp_server import setup_commands
 
-        return setup_commands.run(args.command, settings, json_output=args.json)
+        return setup_commands.run(
+            args.command, settings, json_output=args.json, with_speech=getattr(args, "with_speech", False)
+        )
     try:
         if args.command == "serve" and settings.transport != "stdio":
             from nova_mcp_server.server.http import check_http_settings

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,12 +23,28 @@ def _emit(model: BaseModel) -> None:
     sys.stdout.write(model.model_dump_json(indent=2) + "\n")
 
 
-def run(command: str, settings: Any, *, json_output: bool = False) -> int:
+def run(command: str, settings: Any, *, json_output: bool = False, with_speech: bool = False) -> int:
     if command == "doctor":
         report = doctor.run_doctor(settings)
         _emit(report) if json_output else print(doctor.render(report))
         return 0 if report.ok else 1
-    return download_model(settings, json_output=json_output)
+    code = download_model(settings, json_output=json_output)
+    return max(code, download_speech(settings)) if with_speech else code
+
+
+def download_speech(settings: Any) -> int:
+    """The speech-to-text model local audio needs (audio extra), into the folder ingest/speech.py reads."""
+    from nova_mcp_server.errors import NovaError
+    from nova_mcp_server.ingest import speech
+
+    model = settings.whisper_model or speech.default_model()
+    try:
+        folder = speech.download(model, Path(settings.data_dir) / "models" / "whisper")
+    except NovaError as exc:
+        Console(stderr=True).print(f"speech model {model}: {exc.text}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    print(f"speech model {model} is ready in {folder}")
+    return 0
 
 
 def describe(status: DownloadStatus) -> str:

@@ -202,3 +202,11 @@ def test_download_model_with_a_model_folder_has_nothing_to_fetch(cli: Cli) -> No
     assert "uses the model folder" in proc.stdout
     status = cli.json("download-model")
     assert isinstance(status, dict) and (status["state"], status["source"]) == ("ready", "model folder")
+
+
+def test_download_model_with_speech_offline_says_so(cli: Cli) -> None:
+    """`--with-speech` also readies the audio extra's speech model; offline and uncached, that part fails at once."""
+    proc = cli("download-model", "--with-speech")
+    assert proc.returncode == 1
+    assert "uses the model folder" in proc.stdout  # the CLIP model is still reported ready
+    assert "speech model tiny.en:" in proc.stderr

@@ -160,7 +160,8 @@ async def test_built_bundle_serves_as_the_manifest_says(tmp_path: Path, tiny_mod
         tools = {t.name for t in (await client.list_tools()).tools}
         indexed = await client.call_tool("index_content", {"sources": [str(docs)], "index": "bundle"})
         outside = await client.call_tool("index_content", {"sources": [str(tmp_path / "data")], "index": "bundle"})
-    assert tools == {t["name"] for t in MANIFEST["tools"]}
+    listed = {t["name"] for t in MANIFEST["tools"]}
+    assert tools == listed, f"a tool was added or removed: update packaging/mcpb/manifest.json tools ({tools ^ listed})"
     assert not indexed.is_error and indexed.structured_content["indexed_sources"] == 1, indexed.content[0].text
     assert outside.is_error or outside.structured_content["failed"], "the data folder is not an allowed folder"
     assert (tmp_path / "data").is_dir()  # the data folder from user_config was used

@@ -76,7 +76,8 @@ class Counting:
                     self.calls[name] += 1
                     self.seconds[name] += time.perf_counter() - start
                     if name == "put_vectors":
-                        self.put_batches.append(len(kwargs["vectors"] if "vectors" in kwargs else args[1]))
+                        sent = kwargs["vectors"] if "vectors" in kwargs else args[1]
+                        self.put_batches.append(getattr(sent, "vector_count", None) or len(sent))  # a prebuilt body
 
         return call
 

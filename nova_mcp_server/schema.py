@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -19,9 +19,9 @@ from pydantic.alias_generators import to_camel
 from nova_mcp_server.errors import InvalidInput
 
 MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
-SCHEMA_VERSION = "nova-multimodal-embed-v1"
+SCHEMA_VERSION: Final = "nova-multimodal-embed-v1"
 DIMENSIONS: tuple[int, ...] = (3072, 1024, 384, 256)
-DEFAULT_DIMENSION = 3072
+DEFAULT_DIMENSION: Final = 3072
 MAX_INLINE_TEXT_CHARS = 8192
 MAX_SYNC_BODY_BYTES = 25_000_000  # InvokeModel body limit, after base64
 MAX_SYNC_MEDIA_SECONDS = 30.0

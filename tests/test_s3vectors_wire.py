@@ -91,3 +91,19 @@ def test_store_splits_by_exact_body_size(monkeypatch: pytest.MonkeyPatch) -> Non
         got = store.get_vectors("idx", [f"k{i:02d}" for i in range(40)], return_data=True)
     assert len(got) == 40
     assert all(np.float32(g.data).tobytes() == matrix[i].tobytes() for i, g in enumerate(got))
+
+
+def test_put_vectors_benchmark_smoke(tmp_path: Any) -> None:
+    """The benchmark script runs and writes its JSON (no time is asserted: the machine is shared)."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import put_vectors
+
+    data = put_vectors.main(["--smoke", "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "put_vectors.json").read_text())
+    assert written["runs"] == data["runs"] and data["runs"][0]["ours"]["body_bytes"] > 0
+    assert "loadavg_before" in written and written["model"].startswith("none")

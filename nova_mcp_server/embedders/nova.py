@@ -450,11 +450,11 @@ class NovaEmbedder:
         elif isinstance(whole, list):
             lines = [x for x in whole if isinstance(x, dict)]
         else:
-            for n, line in enumerate(body.splitlines()):
-                if not line.strip():
+            for n, text_line in enumerate(body.splitlines()):
+                if not text_line.strip():
                     continue
                 try:
-                    parsed = json.loads(line)
+                    parsed = json.loads(text_line)
                 except json.JSONDecodeError:
                     raise BackendUnavailable(f"{uri} line {n + 1} is not JSON.") from None
                 if isinstance(parsed, dict):

@@ -310,7 +310,9 @@ def check_vectors(records: Sequence[VectorRecord], dimension: int, metric: str) 
             matrix = np.stack(cast(list[np.ndarray], rows)).astype(np.float32, copy=False)
     elif all(type(r) is list and len(r) == dimension for r in rows):
         try:  # fromiter over the flat lists is ~2x faster than np.asarray on a list of lists
-            flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=len(rows) * dimension)
+            flat = np.fromiter(
+                itertools.chain.from_iterable(cast(list[list[float]], rows)), np.float64, count=len(rows) * dimension
+            )
             with np.errstate(over="ignore", invalid="ignore"):
                 matrix = flat.astype(np.float32).reshape(len(rows), dimension)
         except (TypeError, ValueError):

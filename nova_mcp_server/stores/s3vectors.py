@@ -130,9 +130,9 @@ class S3VectorsStore:
 
     # ---- calls and error mapping ------------------------------------------------------------------------
 
-    def _call(
-        self, method: str, index: str | None = None, *, ok_codes: tuple[str, ...] = (), **params: Any
-    ) -> dict[str, Any]:
+    def _call(self, method: str, index: str | None = None, **params: Any) -> dict[str, Any]:
+        """Call ``method``; a ClientError whose code is in ``ok_codes`` (a keyword, not sent) returns {}."""
+        ok_codes: tuple[str, ...] = params.pop("ok_codes", ())
         operation = "".join(part.capitalize() for part in method.split("_"))
         try:
             return getattr(self.client, method)(**params)
@@ -311,7 +311,9 @@ class S3VectorsStore:
             items.append((record.key, wire.encode_item(record.key, row, metadata)))
         ids = self._ids(index)
         for keys, body in wire.chunks(ids, items):  # exact sizes: 3072-d x 500 with text needs two requests
-            vectors_param = wire.PrebuiltVectors(keys[0], body) if self._fast_writes else wire.plain_params(body)
+            vectors_param = (
+                wire.PrebuiltVectors(keys[0], body, len(keys)) if self._fast_writes else wire.plain_params(body)
+            )
             self._call("put_vectors", index, **ids, vectors=vectors_param)
 
     @staticmethod

@@ -67,12 +67,13 @@ def chunks(
         yield keys, body_of(ids, batch)
 
 
-class PrebuiltVectors(list):  # type: ignore[type-arg]
+class PrebuiltVectors(list[dict[str, Any]]):
     """What `put_vectors` receives as ``vectors``: one cheap placeholder item, plus the real body."""
 
-    def __init__(self, first_key: str, body: bytes) -> None:
+    def __init__(self, first_key: str, body: bytes, count: int | None = None) -> None:
         super().__init__([{"key": first_key, "data": {"float32": [1.0]}}])
         self.body = body
+        self.vector_count = count  # how many vectors the body holds (for counting proxies; botocore sees one)
 
 
 def _stash_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

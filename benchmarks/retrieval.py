@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["queries", "n", "mode", "recall@5", "MRR@10", "recall@5 (distinct)", "MRR@10 (distinct)"]
     print_table(headers, rows, title="Retrieval on man pages, all-MiniLM-L6-v2 (fastembed ONNX), 1,000-char chunks")
     print_table(
-        ["batching", "chunks/s"],
+        ["batching", "texts/s"],
         list(rates.items()),
         title=f"Text embedding throughput ({len(sample)} texts: chunks and sentences mixed)",
     )

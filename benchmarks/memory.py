@@ -125,12 +125,25 @@ class SinkStore:
         return None
 
 
+def forgetful_bedrock() -> Any:
+    """The tests' Bedrock double, keeping no record of its calls: the records (every request body) would
+    otherwise be the largest thing in this process and grow with the input."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakes.nova import FakeBedrockRuntime
+
+    class Forgetful(FakeBedrockRuntime):
+        def _begin(self, operation: str, kwargs: dict[str, Any]) -> Any:
+            call = super()._begin(operation, kwargs)
+            with self._lock:
+                self.calls.clear()
+            return call
+
+    return Forgetful()
+
+
 def child(case: str, n: int) -> dict[str, Any]:
     """One measurement in this (fresh) process; prints nothing but the JSON result."""
     import anyio
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fakes.nova import FakeBedrockRuntime
 
     from nova_mcp_server.app import assemble, build_ingest
     from nova_mcp_server.embedders.nova import NovaEmbedder
@@ -148,7 +161,7 @@ def child(case: str, n: int) -> dict[str, Any]:
             max_files_per_call=1_000_000,
             max_pdf_pages=10_000,
         )
-        embedder = NovaEmbedder(default_dimension=1024, concurrency=8, bedrock=FakeBedrockRuntime(), s3=None)
+        embedder = NovaEmbedder(default_dimension=1024, concurrency=8, bedrock=forgetful_bedrock(), s3=None)
         store = SinkStore(1024)
         app = assemble(settings, embedder, store, build_ingest(settings))  # type: ignore[arg-type]
         started = time.perf_counter()
@@ -195,7 +208,7 @@ def run(smoke: bool) -> dict[str, Any]:
             "machine": f"{os.cpu_count()} cores",
             "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "python": sys.version.split()[0],
-            "model": "FakeBedrockRuntime (tests/fakes/nova.py), Nova request/response shapes, dimension 1024",
+            "model": "FakeBedrockRuntime (tests/fakes/nova.py) keeping no call records; Nova shapes, dimension 1024",
             "store": "a sink that checks batches and keeps nothing (the server's own memory only)",
         },
         "smoke": smoke,

@@ -5,6 +5,7 @@ Cheap to build: no model is loaded and no AWS call is made until a tool needs on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from nova_mcp_server.jobstore import AsyncJobStore, JobStore
 from nova_mcp_server.schema import Modality
 from nova_mcp_server.services.catalog import Catalog
 from nova_mcp_server.services.embedding import EmbedderPolicy, Embedding
+from nova_mcp_server.services.estimate import Estimator
 from nova_mcp_server.services.indexing import Indexing
 from nova_mcp_server.services.jobs import Jobs
 from nova_mcp_server.services.media import MediaJobs
@@ -28,6 +30,7 @@ from nova_mcp_server.stores.base import MAX_DELETE, MAX_GET, MAX_PUT, VectorStor
 if TYPE_CHECKING:
     from nova_mcp_server.aws import AwsClients
     from nova_mcp_server.embedders.nova_async import NovaAsyncMedia
+    from nova_mcp_server.model_download import ModelDownloader
 
 FILTER_OPERATORS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$and", "$or"]
 
@@ -46,7 +49,10 @@ class App:
     search: Search
     reading: Reading
     jobs: Jobs
+    estimator: Estimator
     async_media: bool = False
+    downloader: ModelDownloader | None = None  # the local model, fetched in the background (local backend)
+    clients: AwsClients | None = None  # the aws backend's clients, for doctor
 
     def capabilities(self) -> dict[str, Any]:
         info = self.embedder.info
@@ -55,6 +61,7 @@ class App:
             "provider": info.provider,
             "model": info.model,
             "model_status": self.embedder.status(),
+            "model_download": self.downloader.status().model_dump(mode="json") if self.downloader else None,
             "dimension": self.policy.dimension,
             "dimensions": info.dimensions,
             "modalities": info.modalities,
@@ -88,13 +95,15 @@ def assemble(
     jobstore: JobStore | None = None,
     nova_async: NovaAsyncMedia | None = None,
     lease_seconds: float | None = None,
+    downloader: ModelDownloader | None = None,
+    clients: AwsClients | None = None,
 ) -> App:
     """Wire the services over an embedder, a store and ingestion (tests hand in fakes of the first two)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     jobstore = jobstore or JobStore(settings.data_dir / "jobs.sqlite")
     jobs_async = AsyncJobStore(jobstore)
     lease = {"lease_seconds": lease_seconds} if lease_seconds else {}
-    policy = EmbedderPolicy(embedder, settings.dimension)
+    policy = EmbedderPolicy(embedder, settings.dimension, busy=downloader.busy_error if downloader else None)
     embedding = Embedding(policy, ingest)
     catalog = Catalog(store, policy, ingest)
     media = MediaJobs(nova_async, jobs_async, catalog, store, policy, **lease) if nova_async else None
@@ -112,8 +121,20 @@ def assemble(
     jobs = Jobs(
         jobs_async, indexing, media, default_index=settings.default_index, read_only=settings.read_only, **lease
     )
+    estimator = Estimator(
+        policy,
+        ingest,
+        catalog,
+        store,
+        default_index=settings.default_index,
+        backend=settings.resolved_backend,
+        region=settings.bedrock_region or settings.region or os.environ.get("AWS_REGION"),
+    )
     return App(
         settings=settings,
+        estimator=estimator,
+        downloader=downloader,
+        clients=clients,
         embedder=embedder,
         store=store,
         jobstore=jobstore,
@@ -171,8 +192,11 @@ def _local(settings: Settings) -> App:
         model_path=settings.local_model_path,
         cache_dir=settings.data_dir / "models",
     )
+    from nova_mcp_server.model_download import ModelDownloader
+
     store = LocalVectorStore(settings.data_dir / "store")
-    return assemble(settings, embedder, store, build_ingest(settings))
+    downloader = ModelDownloader.from_settings(settings)
+    return assemble(settings, embedder, store, build_ingest(settings), downloader=downloader)
 
 
 def _aws(settings: Settings, clients: AwsClients) -> App:
@@ -188,7 +212,7 @@ def _aws(settings: Settings, clients: AwsClients) -> App:
     s3 = LazyClient(clients, "s3")
     store = S3VectorsStore(LazyClient(clients, "s3vectors"), settings.vector_bucket)
     nova_async = build_nova_async(settings, embedder, s3) if settings.staging_bucket else None
-    return assemble(settings, embedder, store, build_ingest(settings, s3), nova_async=nova_async)
+    return assemble(settings, embedder, store, build_ingest(settings, s3), nova_async=nova_async, clients=clients)
 
 
 def build_nova_async(settings: Settings, embedder: Any, s3_client: Any) -> NovaAsyncMedia:

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--exclude", action="append", default=[])
     index.add_argument("--metadata", type=json.loads, help="JSON object added to every vector")
     index.add_argument("--json", action="store_true", help="print JSON for scripts")
+    index.add_argument(
+        "--dry-run", action="store_true", help="count sources and segments and estimate the cost; write nothing"
+    )
 
     search = sub.add_parser("search", help="search an index by text or image")
     _common(search)

@@ -39,6 +39,22 @@ def _emit_json(value: Any) -> None:
 
 async def _index(app: App, args: argparse.Namespace) -> int:
     items = [ContentInput(s3_uri=p) if p.startswith("s3://") else ContentInput(path=p) for p in args.paths]
+    if getattr(args, "dry_run", False):
+        dry = await app.estimator.dry_run(
+            items, index=args.index_name, metadata=args.metadata, include=args.include, exclude=args.exclude
+        )
+        if args.json:
+            _emit_json(dry)
+        else:
+            from nova_mcp_server.pricing import render
+
+            assert dry.estimate is not None
+            out.print(f"dry run for index [bold]{escape(dry.index)}[/]: nothing embedded or written", soft_wrap=True)
+            out.print(escape(render(dry.estimate)), soft_wrap=True)
+            out.print(f"{dry.skipped_unchanged} unchanged source(s) skipped, {len(dry.failed)} failed", soft_wrap=True)
+            for failure in dry.failed:
+                out.print(f"  [red]failed[/] {escape(failure.source)}: {escape(failure.reason)}")
+        return 0
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel
 
 from nova_mcp_server.aws import AwsClients, error_code, to_nova_error
 from nova_mcp_server.model_download import ModelDownloader
+from nova_mcp_server.models import Check, DoctorReport  # boundary models: the MCP surface needs no botocore
 from nova_mcp_server.schema import EmbeddingPurpose, SingleEmbeddingParams, SingleEmbeddingRequest, TextInput
 
 Status = Literal["pass", "fail", "skipped"]
@@ -55,19 +55,6 @@ ALL_ACTIONS = (
     + STAGING_BUCKET_ACTIONS
     + STAGING_OBJECT_ACTIONS
 )
-
-
-class Check(BaseModel):
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None
-
-
-class DoctorReport(BaseModel):
-    backend: Literal["aws", "local"]
-    ok: bool
-    checks: list[Check]
 
 
 def _failure(exc: BaseException, service: str, operation: str, region: str | None, resource: str) -> tuple[str, str]:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nova_mcp_server.pricing import CostEstimate
+
 CONTENT_FIELDS = ("text", "path", "s3_uri", "data")
 
 
@@ -105,6 +107,8 @@ class IndexReport(BaseModel):
     continues_in_job: str | None = Field(
         default=None, description="the background job indexing the rest (follow it with job_status)"
     )
+    dry_run: bool = Field(default=False, description="true: nothing was embedded or written; see estimate")
+    estimate: CostEstimate | None = Field(default=None, description="what indexing would cost (dry_run)")
 
 
 class SearchHit(Locator):
@@ -161,6 +165,21 @@ class IndexSummary(BaseModel):
     index_mode: str | None = Field(
         default=None, description="S3 Vectors: ENHANCED (filters exact) or CLASSIC (filtered searches may under-fill)"
     )
+
+
+class Check(BaseModel):
+    """One `doctor` check: what was looked at, and the fix when it did not pass."""
+
+    name: str
+    status: Literal["pass", "fail", "skipped"]
+    detail: str
+    fix: str | None = None
+
+
+class DoctorReport(BaseModel):
+    backend: Literal["aws", "local"]
+    ok: bool
+    checks: list[Check]
 
 
 class DeleteReport(BaseModel):

@@ -210,3 +210,16 @@ def test_download_model_with_speech_offline_says_so(cli: Cli) -> None:
     assert proc.returncode == 1
     assert "uses the model folder" in proc.stdout  # the CLIP model is still reported ready
     assert "speech model tiny.en:" in proc.stderr
+
+
+def test_index_dry_run_estimates_and_writes_nothing(cli: Cli) -> None:
+    doc = cli.root / "plan.txt"
+    doc.write_text("plans for the garden " * 50)
+    report = cli.json("index", str(doc), "--index", "planned", "--dry-run")
+    assert report["dry_run"] is True and report["indexed_sources"] == 0
+    assert report["estimate"]["counts"]["sources"] == 1 and report["estimate"]["counts"]["segments"] >= 1
+    assert report["estimate"]["backend"] == "local" and report["estimate"]["total_once_usd"] == 0
+    listed = cli("indexes")
+    assert listed.returncode == 0 and "planned" not in listed.stdout
+    human = cli("index", str(doc), "--index", "planned", "--dry-run")
+    assert human.returncode == 0 and "nothing embedded or written" in human.stdout

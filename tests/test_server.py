@@ -17,7 +17,7 @@ from nova_mcp_server.server import build_server
 pytestmark = pytest.mark.anyio
 
 WRITERS = {"index_content", "create_index", "delete_index", "delete_content"}
-READERS = {"embed_content", "semantic_search", "fetch", "describe_index", "list_indexes", "job_status"}
+READERS = {"embed_content", "semantic_search", "fetch", "describe_index", "doctor", "list_indexes", "job_status"}
 
 
 @pytest.fixture

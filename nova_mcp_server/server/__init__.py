@@ -49,6 +49,8 @@ def build_server(app: App, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
     async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
         async with anyio.create_task_group() as tg:
             app.jobs.spawn = tg.start_soon
+            if app.downloader is not None:  # the local model arrives in the background, never inside a call
+                app.downloader.start()
             if poll_seconds > 0 and not app.settings.read_only:  # read-only: jobs are reported, not advanced
                 tg.start_soon(_poll_forever, app.jobs, poll_seconds)
             try:

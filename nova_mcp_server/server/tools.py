@@ -30,6 +30,7 @@ from nova_mcp_server.errors import NovaError
 from nova_mcp_server.models import (
     ContentInput,
     DeleteReport,
+    DoctorReport,
     EmbedResult,
     IndexReport,
     IndexSummary,
@@ -281,6 +282,21 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         """
         return await app.catalog.facets(name)
 
+    @mcp.tool(
+        annotations=hints("Check the set-up", read_only=True, destructive=False, idempotent=True, open_world=nova)
+    )
+    @agent_errors
+    async def doctor() -> DoctorReport:
+        """Check credentials, region, model access, buckets, index mode, IAM, the local model and allowed folders.
+
+        Each check passes, fails or is skipped, with the fix to apply. Makes at most one minimal embedding call.
+        """
+        from nova_mcp_server.doctor import run_doctor
+
+        return await anyio.to_thread.run_sync(
+            partial(run_doctor, app.settings, clients=app.clients, downloader=app.downloader)
+        )
+
     @mcp.tool(annotations=hints("List indexes", read_only=True, destructive=False, idempotent=True, open_world=nova))
     @agent_errors
     async def list_indexes() -> IndexList:
@@ -320,6 +336,9 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
         exclude: Annotated[list[str], Field(description="glob patterns to skip")] = [],  # noqa: B006
         recursive: bool = True,
         wait: Annotated[bool, Field(description="false: return a job id at once and index in the background")] = True,
+        dry_run: Annotated[
+            bool, Field(description="true: only count sources and segments and estimate the cost; write nothing")
+        ] = False,
         roots: Annotated[ListRootsResult, Resolve(client_roots)] = NO_ROOTS,
     ) -> IndexReport:
         """Index files, folders, s3:// objects or texts; unchanged sources are skipped, changed ones replaced.
@@ -327,11 +346,14 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
         Returns counts (indexed, skipped, failed with reasons) and the ids of async jobs for long media.
         With wait=false the whole run is a background job: follow it with job_status or nova://jobs/{id}.
         A call that would outlast the client's patience returns what it did and continues as a job
-        (continues_in_job).
+        (continues_in_job). dry_run=true resolves and segments only, and estimates the Bedrock and S3 Vectors
+        cost before anything is spent.
         """
         items = [ContentInput(text=t) for t in texts] + [as_content(s) for s in sources]
         allowed = allowed_roots(app, roots)
         options: dict[str, Any] = {"metadata": metadata, "include": include, "exclude": exclude, "recursive": recursive}
+        if dry_run:
+            return await app.estimator.dry_run(items, index=index, roots=allowed, **options)
         if not wait:
             job_id = await app.jobs.start_index_job(items, index=index, roots=allowed, **options)
             return IndexReport(index=index or app.settings.default_index, jobs=[job_id], continues_in_job=job_id)

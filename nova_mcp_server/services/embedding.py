@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 
 from nova_mcp_server.embedders.base import Embedder
-from nova_mcp_server.errors import DimensionMismatch, InvalidInput, NotFound
+from nova_mcp_server.errors import DimensionMismatch, InvalidInput, NotFound, NovaError
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import ContentInput, EmbeddingOut, EmbedResult
 from nova_mcp_server.schema import Dimension, EmbeddingPurpose, SingleEmbeddingRequest, check_dimension
@@ -33,9 +33,12 @@ async def no_progress(done: float, total: float | None, message: str) -> None:
 class EmbedderPolicy:
     """What this server's embedder produces and which indexes it may write to or search."""
 
-    def __init__(self, embedder: Embedder, nova_dimension: int) -> None:
+    def __init__(
+        self, embedder: Embedder, nova_dimension: int, *, busy: Callable[[], NovaError | None] | None = None
+    ) -> None:
         self.embedder = embedder
         self._nova_dimension = nova_dimension
+        self._busy = busy  # the local model's download: while it runs, embedding answers at once
 
     @property
     def is_nova(self) -> bool:
@@ -77,7 +80,13 @@ class EmbedderPolicy:
         return None
 
     async def embed(self, requests: Sequence[SingleEmbeddingRequest], progress: Progress | None = None) -> list[Any]:
-        """Embed, first telling the caller when a local model is about to load (seconds, once per process)."""
+        """Embed, first telling the caller when a local model is about to load (seconds, once per process).
+
+        While the local model is still downloading, the call answers at once with how far it got instead of
+        waiting minutes inside a client's tool-call timeout.
+        """
+        if self._busy is not None and (busy := self._busy()) is not None:
+            raise busy
         if progress is not None and getattr(self.embedder, "loaded", True) is False:
             await progress(0, None, "loading the local embedding model (first use)")
         return await self.embedder.embed(requests)

@@ -17,6 +17,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from nova_mcp_server import __version__
 from nova_mcp_server.app import App
 from nova_mcp_server.server.arguments import StrictArguments
+from nova_mcp_server.server.completions import register_completions
 from nova_mcp_server.server.prompts import register_prompts
 from nova_mcp_server.server.resources import register_resources
 from nova_mcp_server.server.subscriptions import JobWatchers
@@ -76,6 +77,7 @@ def build_server(app: App, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
         register_write_tools(mcp, app)
     register_resources(mcp, app)
     register_prompts(mcp)
+    register_completions(mcp, app)
     return mcp
 
 

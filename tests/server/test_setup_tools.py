@@ -95,3 +95,34 @@ async def test_embedding_answers_at_once_while_the_model_downloads(tmp_path: Pat
     finally:
         release.set()
     assert downloader.wait(30) and downloader.status().state == "ready"
+
+
+async def test_argument_completion_offers_what_exists(tmp_path: Path, tiny_model: Path) -> None:
+    from mcp.types import PromptReference, ResourceTemplateReference
+
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        await call(client, "index_content", texts=["one note"], index="notes-a")
+        await call(client, "index_content", texts=["two notes"], index="notes-b")
+        await call(client, "index_content", texts=["other"], index="misc")
+        job = (await call(client, "index_content", texts=["later"], index="misc", wait=False))["jobs"][0]
+        by_index = await client.complete(
+            ResourceTemplateReference(type="ref/resource", uri="nova://indexes/{name}"),
+            {"name": "name", "value": "notes"},
+        )
+        assert by_index.completion.values == ["notes-a", "notes-b"]
+        jobs = await client.complete(
+            ResourceTemplateReference(type="ref/resource", uri="nova://jobs/{job_id}"),
+            {"name": "job_id", "value": "job-"},
+        )
+        assert job in jobs.completion.values
+        keys = await client.complete(
+            ResourceTemplateReference(type="ref/resource", uri="nova://indexes/{name}/items/{key}"),
+            {"name": "key", "value": ""},
+            context_arguments={"name": "misc"},
+        )
+        assert sorted(keys.completion.values) == sorted(v.key for v in core.store.list_vectors("misc").vectors)
+        prompt = await client.complete(
+            PromptReference(type="ref/prompt", name="answer_with_citations"), {"name": "index", "value": "m"}
+        )
+        assert prompt.completion.values == ["misc"]

@@ -23,7 +23,7 @@ from nova_mcp_server.services.indexing import Indexing
 from nova_mcp_server.services.jobs import Jobs
 from nova_mcp_server.services.media import MediaJobs
 from nova_mcp_server.services.reading import Reading
-from nova_mcp_server.services.search import Search
+from nova_mcp_server.services.search import Reranker, Search
 from nova_mcp_server.settings import Settings
 from nova_mcp_server.stores.base import MAX_DELETE, MAX_GET, MAX_PUT, VectorStore
 
@@ -94,6 +94,7 @@ def assemble(
     *,
     jobstore: JobStore | None = None,
     nova_async: NovaAsyncMedia | None = None,
+    reranker: Reranker | None = None,
     lease_seconds: float | None = None,
     downloader: ModelDownloader | None = None,
     clients: AwsClients | None = None,
@@ -116,6 +117,7 @@ def assemble(
         embedding,
         default_index=settings.default_index,
         token_budget=settings.answer_token_budget,
+        reranker=reranker,
     )
     reading = Reading(store, catalog, settings.allowed_roots, default_index=settings.default_index)
     jobs = Jobs(
@@ -201,6 +203,7 @@ def _local(settings: Settings) -> App:
 
 def _aws(settings: Settings, clients: AwsClients) -> App:
     from nova_mcp_server.embedders.nova import NovaEmbedder
+    from nova_mcp_server.embedders.rerank import BedrockReranker
     from nova_mcp_server.stores.s3vectors import S3VectorsStore
 
     if not settings.vector_bucket:
@@ -212,7 +215,20 @@ def _aws(settings: Settings, clients: AwsClients) -> App:
     s3 = LazyClient(clients, "s3")
     store = S3VectorsStore(LazyClient(clients, "s3vectors"), settings.vector_bucket)
     nova_async = build_nova_async(settings, embedder, s3) if settings.staging_bucket else None
-    return assemble(settings, embedder, store, build_ingest(settings, s3), nova_async=nova_async, clients=clients)
+    reranker = BedrockReranker(
+        lambda: clients.client("bedrock-agent-runtime"),
+        settings.rerank_model,
+        settings.bedrock_region or clients.region,
+    )
+    return assemble(
+        settings,
+        embedder,
+        store,
+        build_ingest(settings, s3),
+        nova_async=nova_async,
+        reranker=reranker,
+        clients=clients,
+    )
 
 
 def build_nova_async(settings: Settings, embedder: Any, s3_client: Any) -> NovaAsyncMedia:

@@ -82,6 +82,9 @@ def check_sdk(version: str | None = None) -> None:
         )
 
 
+BEDROCK_AGENT_RUNTIME = "bedrock-agent-runtime"  # Rerank: a Bedrock API, in Bedrock's region
+
+
 class AwsClients:
     """Lazy, thread-safe provider of the boto3 clients the server uses, each under the retry layer.
 
@@ -132,7 +135,7 @@ class AwsClients:
 
     def region_for(self, service: str) -> str | None:
         """Bedrock's own region when one is set, else the shared one."""
-        if service == BEDROCK_RUNTIME and self._bedrock_region:
+        if service in (BEDROCK_RUNTIME, BEDROCK_AGENT_RUNTIME) and self._bedrock_region:
             return self._bedrock_region
         return self._region
 

@@ -115,6 +115,7 @@ class SearchHit(Locator):
     rank: int
     key: str
     score: float = Field(description="cosine similarity (higher is closer)")
+    rerank_score: float | None = Field(default=None, description="the reranker's relevance (rerank=true)")
     modality: str | None = None
     source: str | None = None
     snippet: str | None = None

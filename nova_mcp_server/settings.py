@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_pdf_pages: int = Field(default=500, ge=1, description="pages of one PDF indexed")
     max_media_seconds: float = Field(default=4 * 3600, gt=0, description="longest audio or video indexed, seconds")
 
+    rerank_model: str = Field(
+        default="amazon.rerank-v1:0",
+        description="Bedrock rerank model for semantic_search(rerank=true) on aws (or cohere.rerank-v3-5:0)",
+    )
+
     # Answers and calls that fit the client
     answer_token_budget: int = Field(
         default=20_000, ge=1_000, description="tokens one tool answer may take (Claude Code caps at 25k)"

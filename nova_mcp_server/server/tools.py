@@ -213,6 +213,9 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
             "compact"
         ),
         distinct_sources: Annotated[bool, Field(description="only the best segment of each source")] = False,
+        rerank: Annotated[
+            bool, Field(description="reorder text hits with a reranker (aws: Bedrock Rerank, billed per call)")
+        ] = False,
         include_images: Annotated[
             bool | Literal["sheet"],
             Field(description='attach pictures of image, page and frame hits (true), or one numbered "sheet"'),
@@ -238,6 +241,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
             mode=mode,
             detail=detail,
             distinct_sources=distinct_sources,
+            rerank=rerank,
             progress=progress_of(ctx),
             roots=allowed,
         )

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class Search:
         *,
         default_index: str,
         token_budget: int = 20_000,
+        reranker: Reranker | None = None,
     ) -> None:
         self.policy = policy
         self.ingest = ingest
@@ -61,6 +62,7 @@ class Search:
         self.embedding = embedding
         self.default_index = default_index
         self.token_budget = token_budget
+        self.reranker = reranker
 
     @property
     def keyword_available(self) -> bool:
@@ -80,6 +82,7 @@ class Search:
         mode: Mode | None = None,
         detail: Detail = "compact",
         distinct_sources: bool = False,
+        rerank: bool = False,
         progress: Progress | None = None,
         roots: Sequence[Path] | None = None,
     ) -> SearchResult:
@@ -102,15 +105,32 @@ class Search:
             vector = []
         else:
             vector = await self._embed_query(query, image, purpose, progress, roots)
+        if rerank and (self.reranker is None or query is None):
+            raise InvalidInput(
+                "rerank needs a text query and a reranker; this backend has none configured."
+                if self.reranker is None
+                else "rerank reorders by a text query: give query.",
+                "Use hybrid search on the local backend, or the aws backend with Bedrock Rerank."
+                if self.reranker is None
+                else None,
+            )
         wanted = top_k + (exclude is not None)
-        fetch_k = min(MAX_TOP_K, wanted * DISTINCT_FETCH) if distinct_sources else wanted
+        widen = DISTINCT_FETCH if (distinct_sources or rerank) else 1
+        fetch_k = min(MAX_TOP_K, wanted * widen)
         ranked = await self._rank(name, mode, vector, query, fetch_k, combined)
         ranked = [h for h in ranked if h.key != exclude]
         if distinct_sources:
             ranked = best_per_source(ranked)
+        scores: dict[str, float] = {}
+        if rerank and query is not None and self.reranker is not None:
+            ranked, scores = await rerank_hits(self.reranker, query, ranked)
         hits = [to_hit(name, rank, hit, query=query, detail=detail) for rank, hit in enumerate(ranked[:top_k], 1)]
+        for hit in hits:
+            hit.rerank_score = scores.get(hit.key)
         result = SearchResult(index=name, purpose=purpose.value, mode=mode, detail=detail, hits=hits)
-        if mode == "vector" and query is not None and not self.keyword_available:
+        if rerank:
+            result.note = f"text hits reordered by {self.reranker.model_id if self.reranker else 'the reranker'}"
+        elif mode == "vector" and query is not None and not self.keyword_available:
             result.note = "vector search (this backend keeps no keyword index; rerank=true can refine the order)"
         return fit_budget(result, self.token_budget)
 
@@ -206,6 +226,34 @@ class Search:
             request = segment.to_request(purpose, self.policy.request_dimension)
         result = await self.policy.embed([request], progress)
         return list(result[0][0].embedding)
+
+
+class Reranker(Protocol):
+    model_id: str
+
+    async def scores(self, query: str, texts: Sequence[str]) -> list[float]: ...
+
+
+async def rerank_hits(
+    reranker: Reranker, query: str, hits: Sequence[QueryHit]
+) -> tuple[list[QueryHit], dict[str, float]]:
+    """Text-bearing hits reordered by the reranker's relevance; hits without text follow in their order."""
+    texts = {h.key: hit_text(h) for h in hits}
+    readable = [h for h in hits if texts[h.key]]
+    relevance = await reranker.scores(query, [texts[h.key] or "" for h in readable])
+    scores = {h.key: score for h, score in zip(readable, relevance, strict=True)}
+    ordered = sorted(readable, key=lambda h: -scores[h.key]) + [h for h in hits if h.key not in scores]
+    return ordered, scores
+
+
+def hit_text(hit: QueryHit) -> str | None:
+    """The words a hit carries: its full text, or a text segment's stored snippet (media labels do not count)."""
+    meta = hit.metadata or {}
+    if meta.get(keys.TEXT_KEY):
+        return str(meta[keys.TEXT_KEY])
+    if meta.get("modality") == "text" and meta.get(keys.SNIPPET_KEY):
+        return str(meta[keys.SNIPPET_KEY])
+    return None
 
 
 def query_request(query: str, purpose: EmbeddingPurpose, policy: EmbedderPolicy) -> Any:

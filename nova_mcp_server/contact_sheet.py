@@ -128,7 +128,7 @@ def _compose(pictures: Sequence[tuple[int, Image]], cols: int, size: int) -> tup
     return sheet, cells
 
 
-def _font(px: int):  # type: ignore[no-untyped-def]
+def _font(px: int):
     from PIL import ImageFont
 
     try:

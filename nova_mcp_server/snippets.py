@@ -262,7 +262,7 @@ async def semantic_snippet(
             single_embedding_params=SingleEmbeddingParams(
                 embedding_purpose=EmbeddingPurpose.GENERIC_INDEX,
                 text=TextInput(value=" ".join(text[s:e].split())),
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
         )
         for s, e in chosen

@@ -223,7 +223,7 @@ def test_second_root_and_missing_file(root: Path, tmp_path: Path) -> None:
 
 def test_no_roots_means_no_files(root: Path, tmp_path: Path) -> None:
     _, failures = resolve([str(root / "docs" / "a.md")], [], tmp_path)
-    assert "no folders are allowed" in failures[0].reason
+    assert "No folders are allowed" in failures[0].reason and "cannot be read" in failures[0].reason
 
 
 def test_folder_walk_skips_hidden_and_sorts(root: Path, tmp_path: Path) -> None:

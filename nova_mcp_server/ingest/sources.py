@@ -239,7 +239,7 @@ class _Resolver:
 
     def _allowed(self, real: Path, given: str) -> Path:
         if not self.roots:
-            raise AccessDenied(f"{given}: no folders are allowed to be read.", no_roots_message())
+            raise AccessDenied(f"{given} cannot be read.", no_roots_message())
         if any(real == root or real.is_relative_to(root) for root in self.roots):
             return real
         raise AccessDenied(

@@ -110,3 +110,13 @@ def test_memory_smoke(tmp_path: Path) -> None:
         assert row["failed"] == 0 and row["segments"] == row["vectors_written"] > 0, row
     texts = [r for r in data["rows"] if r["case"] == "texts"]
     assert [r["segments"] for r in texts] == [r["size"] for r in texts]  # one segment per inline text
+
+
+def test_embed_throughput_smoke(tmp_path: Path) -> None:
+    from benchmarks import embed_throughput
+
+    data = embed_throughput.main(["--smoke", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "embed_throughput_smoke.json").read_text())["towers"] == data["towers"]
+    assert "random weights" in data["model"] and len(data["machine"]["loadavg_before"]) == 3
+    [(name, tower)] = data["towers"].items()
+    assert set(tower["items_per_s"]) == {"batch 1", "batch 4"} and min(tower["items_per_s"].values()) > 0

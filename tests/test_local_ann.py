@@ -196,6 +196,19 @@ def test_optimize_sorts_the_tail_and_compaction_drops_dead_rows(tmp_path: Path) 
     assert store.compact("idx") == N // 2
     assert store.get_index("idx").vector_count == N // 2
     assert store.query_vectors("idx", data[1], top_k=1)[0].key == "k00001"
+    # the filter cache was carried over by renumbering, not rebuilt: it must still match every row
+    for g in (0, 3):
+        hits = store.query_vectors("idx", data[1], top_k=100, filter={"g": g})
+        assert len(hits) == 100 and all(h.metadata["g"] == g and int(h.key[1:]) % 2 == 1 for h in hits)
+        want = sorted(f"k{i:05d}" for i in range(1, N, 2) if i % 7 == g)
+        found = []
+        for start in range(0, len(want), 100):
+            found += [v.key for v in store.get_vectors("idx", want[start : start + 100])]
+        assert found == want
+    reopened = LocalVectorStore(root, ann_min_rows=1000)
+    assert [h.key for h in reopened.query_vectors("idx", data[1], top_k=50, filter={"g": 3})] == [
+        h.key for h in store.query_vectors("idx", data[1], top_k=50, filter={"g": 3})
+    ]
     assert sorted(p.name.split(".")[1] for p in (root / "idx").iterdir() if p.name.startswith("vectors.")) == ["2"]
 
 

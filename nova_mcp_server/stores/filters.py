@@ -389,6 +389,28 @@ class MetadataColumns:
         for column in self._columns.values():
             column.freeze()
 
+    def renumbered(self, order: np.ndarray) -> MetadataColumns:
+        """The cache after a rewrite where row `order[i]` becomes row `i` and rows not in `order` go (the
+        local store's compaction), without re-reading any metadata."""
+        self.freeze()
+        new_of = np.full(self.n, -1, dtype=np.int64)
+        new_of[order] = np.arange(len(order))
+        out = MetadataColumns(self._skip)
+        out.n = len(order)
+        for key, column in self._columns.items():
+            present, s_rows, s_codes, n_rows, n_vals, b_rows, b_vals = column.arrays
+            arrays = []
+            for rows, values in ((present, None), (s_rows, s_codes), (n_rows, n_vals), (b_rows, b_vals)):
+                moved = new_of[rows]
+                keep = moved >= 0
+                arrays.append(moved[keep])
+                if values is not None:
+                    arrays.append(values[keep])
+            fresh = out._columns[key] = _Column()
+            fresh.strings = dict(column.strings)
+            fresh.arrays = tuple(arrays)
+        return out
+
     def save(self, path: Path, tag: Mapping[str, Any]) -> None:
         """Write the cache to `path` (atomically: a temporary file renamed into place). `tag` identifies what
         the rows are (the store's generation); `load` returns the cache only for the same tag."""

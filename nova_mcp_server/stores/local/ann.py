@@ -112,7 +112,10 @@ def train(vectors: np.ndarray, rows: np.ndarray, cosine: bool, seed: int = 0) ->
         nearest = ivf.assign(sample)
         counts = np.bincount(nearest, minlength=lists)
         sums = np.zeros_like(centroids)
-        np.add.at(sums, nearest, sample)
+        by_list = np.argsort(nearest, kind="stable")  # reduceat over sorted rows: np.add.at is 50x slower
+        used = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[used]
+        sums[used] = np.add.reduceat(sample[by_list], starts, axis=0)
         empty = counts == 0
         if empty.any():  # re-seed empty lists on random sample points
             sums[empty] = sample[rng.choice(size, int(empty.sum()), replace=False)]

@@ -25,11 +25,10 @@ import numpy as np
 from nova_mcp_server.durable import sync_dir
 from nova_mcp_server.stores.filters import MetadataColumns
 from nova_mcp_server.stores.local.ann import ANN_MIN_ROWS, Ivf, lists_for, sorted_layout, train
-from nova_mcp_server.stores.local.index import Handle, read_state
+from nova_mcp_server.stores.local.index import Handle
 from nova_mcp_server.stores.local.vectorfile import (
     RowCache,
     ann_path,
-    columns_path,
     lists_path,
     map_rows,
     norms_path,
@@ -93,6 +92,7 @@ def rewrite(handle: Handle, policy: Policy, *, force_ann: bool = False) -> dict[
         if ivf is not None:
             ivf.save(ann_path(handle.dir, new_gen), handle.gen_tag(new_gen))
         sync_dir(handle.dir)
+        columns = _carried_columns(handle, db, old_gen, old_rows, order)  # before the rows are renumbered
         _renumber(db, order)
         report["dropped"] = st["dead"]
         report["rows"] = len(order)
@@ -101,7 +101,7 @@ def rewrite(handle: Handle, policy: Policy, *, force_ann: bool = False) -> dict[
     del source
     handle.vectors.close()
     remove_stale(handle.dir, new_gen)
-    _build_columns(handle, new_gen)
+    _install_columns(handle, columns, new_gen)
     report["seconds"] = time.perf_counter() - began
     return report
 
@@ -152,25 +152,22 @@ def _renumber(db: sqlite3.Connection, order: np.ndarray) -> None:
     db.execute("CREATE INDEX vectors_dead ON vectors(dead) WHERE dead = 1")
 
 
-def _build_columns(handle: Handle, gen: int) -> None:
-    """The new generation's filter cache, built once here and saved, so no reader has to parse every row's
-    metadata on its first filtered query (best effort: it is a cache)."""
-    columns = MetadataColumns(handle.info.non_filterable_keys)
-    db = handle.writer
-    db.execute("BEGIN")
-    try:
-        if read_state(db)["gen"] != gen:
-            return  # another process rewrote the index meanwhile; its cache is its business
-        cur = db.execute("SELECT meta FROM vectors ORDER BY row")
+def _carried_columns(handle: Handle, db: sqlite3.Connection, gen: int, rows: int, order: np.ndarray) -> MetadataColumns:
+    """The new generation's filter cache: the old one renumbered (read from SQLite only for rows it lacks),
+    so neither the rewrite nor a reader's first filtered query parses every row's metadata again."""
+    with handle.columns_lock.exclusive():
+        columns = handle.columns if handle.columns_gen == gen and handle.columns.n <= rows else None
+        if columns is None:
+            columns = MetadataColumns(handle.info.non_filterable_keys)
+        cur = db.execute("SELECT meta FROM vectors WHERE row >= ? AND row < ? ORDER BY row", (columns.n, rows))
         columns.extend(json.loads(m) if m else None for (m,) in cur)
-    finally:
-        db.execute("COMMIT")
-    try:
-        columns.save(columns_path(handle.dir, gen), handle.gen_tag(gen))
-    except OSError:
-        return
-    columns.freeze()
+        return columns.renumbered(order)
+
+
+def _install_columns(handle: Handle, columns: MetadataColumns, gen: int) -> None:
+    """Use and save the new generation's cache (best effort: it is a cache)."""
     with handle.columns_lock.exclusive():
         if handle.columns_gen <= gen:
             handle.columns, handle.columns_gen = columns, gen
-            handle.columns_loaded, handle.columns_saved = True, columns.n
+            handle.columns_loaded, handle.columns_saved = True, 0
+            handle.save_columns()

@@ -140,9 +140,8 @@ class LocalVectorStore:
         """The open handle of index `name`, kept open while in use; least recently used idle ones close."""
         check_index_name(name)
         directory = self.root / name
-        try:
-            (directory / SPEC_FILE).stat()
-            ino: int | None = directory.stat().st_ino
+        try:  # one stat per call: a deleted (or recreated) index has no (or another) spec file
+            ino: int | None = (directory / SPEC_FILE).stat().st_ino
         except FileNotFoundError:
             ino = None
         to_close: list[Handle] = []

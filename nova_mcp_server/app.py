@@ -243,4 +243,5 @@ def build_nova_async(settings: Settings, embedder: Any, s3_client: Any) -> NovaA
         staging_prefix=settings.staging_prefix,
         segment_seconds=settings.segment_seconds,
         duration_of=media_duration,
+        video_mode=settings.video_embedding_mode,
     )

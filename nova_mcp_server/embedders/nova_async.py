@@ -15,19 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from nova_mcp_server.schema import (
-    MAX_MEDIA_SEGMENTS,
-    MAX_SYNC_MEDIA_SECONDS,
-    AudioFormat,
-    MediaSegmentation,
-    MediaSource,
-    Modality,
-    SegmentedAudioInput,
-    SegmentedEmbeddingParams,
-    SegmentedEmbeddingRequest,
-    SegmentedVideoInput,
-    VideoFormat,
-)
+from nova_mcp_server.embedders.nova_inputs import async_media_problem, is_native, segmented_media_request
+from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.schema import MAX_MEDIA_SEGMENTS, MAX_SYNC_MEDIA_SECONDS, Modality
 
 if TYPE_CHECKING:
     from nova_mcp_server.embedders.nova import AsyncJobState, AsyncOutput
@@ -47,6 +37,7 @@ class NovaAsyncMedia:
     staging_prefix: str
     segment_seconds: int
     duration_of: Callable[[Path], float]
+    video_mode: str = "combined"  # NOVA_MCP_VIDEO_EMBEDDING_MODE: combined, or separate (two vectors a segment)
 
     async def duration(self, modality: Modality, path: Path | None) -> float | None:
         """Seconds of a local audio/video file; None for anything the async path does not take."""
@@ -54,9 +45,19 @@ class NovaAsyncMedia:
             return None
         return await anyio.to_thread.run_sync(lambda: self.duration_of(path))
 
-    async def wants(self, modality: Modality, path: Path | None) -> bool:
+    async def wants(self, modality: Modality, path: Path | None, fmt: str, size: int | None) -> bool:
+        """Whether this file goes through the async task: native audio/video longer than a sync call takes.
+
+        Other formats are cut into sync windows instead; native media over the async limits (2 GB / 1 GB,
+        2 h) fail here, before anything is uploaded, with the limit named.
+        """
         duration = await self.duration(modality, path)
-        return duration is not None and duration > MAX_SYNC_MEDIA_SECONDS
+        if duration is None or duration <= MAX_SYNC_MEDIA_SECONDS or not is_native(modality.value, fmt):
+            return False
+        problem = async_media_problem(modality.value, fmt, size, duration)
+        if problem:
+            raise InvalidInput(f"{path} cannot be embedded: {problem}.")
+        return True
 
     def job_payload(
         self, *, uri: str, display: str, content_hash: str, format: str, modality: Modality, duration: float
@@ -81,23 +82,14 @@ class NovaAsyncMedia:
             local = payload["source_uri"].removeprefix("file://")
             await anyio.to_thread.run_sync(lambda: self.s3_client.upload_file(local, self.staging_bucket, key))
             input_uri = f"s3://{self.staging_bucket}/{key}"
-        source = MediaSource.from_s3(input_uri)
-        seg = MediaSegmentation(duration_seconds=payload["segment_seconds"])
-        media: dict[str, Any]
-        if payload["modality"] == Modality.VIDEO.value:
-            media = {
-                "video": SegmentedVideoInput(
-                    format=VideoFormat(payload["format"]), source=source, segmentation_config=seg
-                )
-            }
-        else:
-            media = {
-                "audio": SegmentedAudioInput(
-                    format=AudioFormat(payload["format"]), source=source, segmentation_config=seg
-                )
-            }
-        request = SegmentedEmbeddingRequest(
-            segmented_embedding_params=SegmentedEmbeddingParams(embedding_dimension=dimension, **media)
+        request = segmented_media_request(
+            payload["modality"],
+            payload["format"],
+            input_uri,
+            dimension=dimension,
+            segment_seconds=payload["segment_seconds"],
+            duration_s=payload.get("duration_s"),
+            mode=self.video_mode,
         )
         output = f"s3://{self.staging_bucket}/{self.staging_prefix}outputs/"
         arn = await self.embedder.start_segmented(request, output, client_token=job_id)

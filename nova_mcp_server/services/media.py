@@ -44,7 +44,7 @@ class MediaJobs:
         self.lease_seconds = lease_seconds
 
     async def wants(self, source: SourceRef) -> bool:
-        return await self.nova.wants(source.modality, source.local_path)
+        return await self.nova.wants(source.modality, source.local_path, source.format, source.size)
 
     async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str:
         """Start the Bedrock job; the row is written only once the start was accepted."""

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from nova_mcp_server import keys
+from nova_mcp_server.embedders.nova_inputs import query_purpose
 from nova_mcp_server.errors import InvalidInput, NotFound
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import ContentInput, Locator, SearchHit, SearchResult
@@ -32,14 +33,6 @@ CHARS_PER_TOKEN = 3  # a conservative estimate for JSON: fewer characters per to
 DISTINCT_FETCH = 4  # distinct_sources reads this many candidates per wanted hit
 Mode = Literal["vector", "keyword", "hybrid"]
 Detail = Literal["compact", "full"]
-RETRIEVAL_PURPOSE = {
-    None: EmbeddingPurpose.GENERIC_RETRIEVAL,
-    Modality.TEXT: EmbeddingPurpose.TEXT_RETRIEVAL,
-    Modality.IMAGE: EmbeddingPurpose.IMAGE_RETRIEVAL,
-    Modality.DOCUMENT: EmbeddingPurpose.DOCUMENT_RETRIEVAL,
-    Modality.VIDEO: EmbeddingPurpose.VIDEO_RETRIEVAL,
-    Modality.AUDIO: EmbeddingPurpose.AUDIO_RETRIEVAL,
-}
 
 
 class Search:
@@ -93,7 +86,7 @@ class Search:
         name = index or (parse_item_ref(similar_to, None)[0] if similar_to else None) or self.default_index
         modalities = parse_modalities(modality)
         await self.catalog.compatible_info(name)
-        purpose = RETRIEVAL_PURPOSE[modalities[0] if len(modalities) == 1 else None]
+        purpose = query_purpose(modalities)  # GENERIC unless one modality; never DOCUMENT for mixed pages
         mode = self._mode(mode, query)
         combined = combine_filters(filter, modalities)
         exclude: str | None = None

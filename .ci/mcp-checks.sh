@@ -112,7 +112,7 @@ inspect tools-list --method tools/list --strict
 "$PY" - "$OUT/inspector-tools-list.json" <<'EOF' || die "inspector tools/list output is wrong"
 import json, sys
 tools = {t["name"]: t for t in json.load(open(sys.argv[1]))["tools"]}
-expected = {"embed_content", "semantic_search", "fetch", "describe_index", "list_indexes", "job_status",
+expected = {"embed_content", "semantic_search", "fetch", "describe_index", "doctor", "list_indexes", "job_status",
             "index_content", "create_index", "delete_index", "delete_content"}
 assert set(tools) == expected, sorted(tools)
 search = tools["semantic_search"]

@@ -63,7 +63,7 @@ from nova_mcp_server.stores.base import (
     index_exists_error,
 )
 from nova_mcp_server.stores.filters import validate_filter
-from nova_mcp_server.stores.local import maintenance
+from nova_mcp_server.stores.local import keywords, maintenance
 from nova_mcp_server.stores.local.ann import ANN_MIN_ROWS
 from nova_mcp_server.stores.local.index import DB_FILE, Handle, View, connect, read_state
 from nova_mcp_server.stores.local.search import NPROBE, search
@@ -116,8 +116,10 @@ class LocalVectorStore:
         nprobe: int = NPROBE,
         max_open: int = MAX_OPEN,
         idle_seconds: float = IDLE_SECONDS,
+        keyword_fields: Sequence[str] = keywords.DEFAULT_FIELDS,
     ) -> None:
         self.root = Path(root)
+        self.keyword_fields = tuple(keyword_fields)  # metadata holding a record's words, first present wins
         self.root.mkdir(parents=True, exist_ok=True)
         self.policy = maintenance.Policy(
             ann=ann, ann_min_rows=ann_min_rows, compact_min_dead=compact_min_dead, compact_ratio=compact_ratio
@@ -278,6 +280,9 @@ class LocalVectorStore:
                         "INSERT INTO vectors(row, key, meta) VALUES (?, ?, ?)",
                         [(first + i, v.key, c[1]) for i, (v, c) in enumerate(zip(vectors, checked, strict=True))],
                     )
+                    keywords.write(
+                        db, [(v.key, c[0]) for v, c in zip(vectors, checked, strict=True)], self.keyword_fields
+                    )
                     st["rows"] += len(vectors)
                     st["dead"] += replaced
                     handle.save_state(st)
@@ -295,6 +300,7 @@ class LocalVectorStore:
                 )
                 if cur.rowcount <= 0:
                     return
+                keywords.remove(handle.writer, unique)
                 st["dead"] += cur.rowcount
                 handle.save_state(st)
             self._maybe_maintain(handle, st)
@@ -384,6 +390,41 @@ class LocalVectorStore:
             )
             for r, d in zip(rows, distances, strict=True)
         ]
+
+    def keyword_query(
+        self, index: str, text: str, *, top_k: int, filter: dict[str, Any] | None = None
+    ) -> list[QueryHit]:
+        """Hits by bm25 over the records' words (FTS5), best first, with the same filter language; distance None."""
+        check_top_k(top_k)
+        with self._use(index) as handle:
+            with handle.snapshot() as (db, _):
+                ready = keywords.exists(db)
+            if not ready:  # an index from before the keyword table: build it once, under the write lock
+                with handle.write_lock, handle.write():
+                    keywords.backfill(handle.writer, self.keyword_fields)
+            with handle.snapshot() as (db, view):
+                compiled = validate_filter(filter, handle.info.non_filterable_keys)
+                ranked = keywords.candidates(db, text, top_k)
+                if not ranked:
+                    return []
+                marks = ",".join("?" * len(ranked))
+                live = {
+                    key: (row, meta)
+                    for row, key, meta in db.execute(
+                        f"SELECT row, key, meta FROM vectors WHERE dead = 0 AND key IN ({marks})",
+                        [k for k, _ in ranked],
+                    )
+                    if row < view.rows
+                }
+                mask = handle.filter_mask(db, view, compiled) if compiled.root is not None else None
+        hits = []
+        for key, _score in ranked:
+            if key in live and (mask is None or bool(mask[live[key][0]])):
+                meta = live[key][1]
+                hits.append(QueryHit(key=key, distance=None, metadata=json.loads(meta) if meta else {}))
+            if len(hits) == top_k:
+                break
+        return hits
 
     # ---- maintenance ------------------------------------------------------------------------------------
 

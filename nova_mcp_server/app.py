@@ -189,6 +189,13 @@ def _local(settings: Settings) -> App:
     from nova_mcp_server.stores.local import LocalVectorStore
 
     speech.configure(settings.whisper_model, settings.data_dir / "models")
+    store = LocalVectorStore(settings.data_dir / "store")
+    if not settings.local_model and not settings.local_model_path:
+        # No family chosen: the one the existing indexes were built with (CLIP before jina), else the default.
+        from nova_mcp_server.embedders.families import choose_family
+
+        recorded = [i.embedder.model for i in store.list_indexes() if i.embedder and i.embedder.provider == "local"]
+        settings = settings.model_copy(update={"local_model": choose_family(None, recorded)})
     embedder = LocalEmbedder(
         model=settings.local_model,
         model_path=settings.local_model_path,
@@ -196,7 +203,6 @@ def _local(settings: Settings) -> App:
     )
     from nova_mcp_server.model_download import ModelDownloader
 
-    store = LocalVectorStore(settings.data_dir / "store")
     downloader = ModelDownloader.from_settings(settings)
     return assemble(settings, embedder, store, build_ingest(settings), downloader=downloader)
 

@@ -133,6 +133,9 @@ class SearchResult(BaseModel):
     truncated: bool = Field(default=False, description="hits were left out to stay within the answer's token budget")
     omitted: int = Field(default=0, description="how many hits were left out")
     note: str | None = Field(default=None, description="how the search was run, when it matters for reading it")
+    query_chars_read: int | None = Field(
+        default=None, description="the model read the query only this far (its window); the rest was ignored"
+    )
 
 
 JobState = Literal["pending", "running", "ingesting", "completed", "partial", "failed"]

@@ -98,3 +98,19 @@ async def test_an_index_refuses_vectors_from_another_embedder(
             assert "built with local/tiny-clip-test at dimension 16" in text and "nova/" in text, text
             assert "another index name" in text
     assert local.store.get_index("shared").vector_count == 1
+
+
+def test_without_a_chosen_family_the_existing_local_indexes_decide(tmp_path: Path) -> None:
+    """CLIP indexes from before jina became the default keep working with no setting."""
+    from nova_mcp_server.stores.base import EmbedderStamp, IndexSpec
+    from nova_mcp_server.stores.local import LocalVectorStore
+
+    data = tmp_path / "data"
+    store = LocalVectorStore(data / "store")
+    clip = EmbedderStamp(provider="local", model="Qdrant/clip-ViT-B-32", dimension=512)
+    store.create_index(IndexSpec(name="old-clip", dimension=512, embedder=clip))
+    store.close()
+    app = build_app(Settings(data_dir=data, backend="local"))
+    assert (app.embedder.info.model, app.policy.dimension) == ("Qdrant/clip-ViT-B-32", 512)
+    fresh = build_app(Settings(data_dir=tmp_path / "fresh", backend="local"))
+    assert fresh.embedder.info.model == "jinaai/jina-clip-v1"

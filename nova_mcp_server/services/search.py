@@ -90,6 +90,7 @@ class Search:
         mode = self._mode(mode, query)
         combined = combine_filters(filter, modalities)
         exclude: str | None = None
+        read: int | None = None  # characters of the query the model read, when it could not read them all
         if vector_handle is not None:
             vector = self.embedding.vector(vector_handle)
         elif similar_to is not None:
@@ -97,7 +98,7 @@ class Search:
         elif mode == "keyword":
             vector = []
         else:
-            vector = await self._embed_query(query, image, purpose, progress, roots)
+            vector, read = await self._embed_query(query, image, purpose, progress, roots)
         if rerank and (self.reranker is None or query is None):
             raise InvalidInput(
                 "rerank needs a text query and a reranker; this backend has none configured."
@@ -121,6 +122,8 @@ class Search:
         for hit in hits:
             hit.rerank_score = scores.get(hit.key)
         result = SearchResult(index=name, purpose=purpose.value, mode=mode, detail=detail, hits=hits)
+        if query is not None and read is not None and read < len(query):
+            result.query_chars_read = read
         if rerank:
             result.note = f"text hits reordered by {self.reranker.model_id if self.reranker else 'the reranker'}"
         elif mode == "vector" and query is not None and not self.keyword_available:
@@ -197,7 +200,7 @@ class Search:
         purpose: EmbeddingPurpose,
         progress: Progress | None,
         roots: Sequence[Path] | None = None,
-    ) -> list[float]:
+    ) -> tuple[list[float], int | None]:
         if query is not None and not query.strip():
             raise InvalidInput("The query is empty; give some text to search for.")
         if query is not None and len(query) > MAX_QUERY_CHARS:
@@ -218,7 +221,8 @@ class Search:
                 raise InvalidInput("The image query is not an image; give a png, jpeg, gif or webp.")
             request = segment.to_request(purpose, self.policy.request_dimension)
         result = await self.policy.embed([request], progress)
-        return list(result[0][0].embedding)
+        item = result[0][0]
+        return list(item.embedding), getattr(item, "truncated_char_length", None)
 
 
 class Reranker(Protocol):

@@ -189,8 +189,9 @@ async def test_a_long_query_is_embedded_whole_not_cut_at_a_chunk(tmp_path: Path,
     async with Client(build_server(core, poll_seconds=0)) as client:
         await call(client, "index_content", texts=["a note"], index="long")
         core.embedder.embed = spy  # type: ignore[method-assign]
-        await call(client, "semantic_search", query=query, index="long")
+        answer = await call(client, "semantic_search", query=query, index="long")
     assert sent == [query]
+    assert 0 < answer["query_chars_read"] < len(query), "the model's window is said, not hidden"
 
 
 async def test_describe_index_counts_keys_and_values(tmp_path: Path, tiny_model: Path, docs: Path) -> None:

@@ -108,7 +108,15 @@ def assemble(
     embedding = Embedding(policy, ingest)
     catalog = Catalog(store, policy, ingest)
     media = MediaJobs(nova_async, jobs_async, catalog, store, policy, **lease) if nova_async else None
-    indexing = Indexing(policy, ingest, catalog, store, default_index=settings.default_index, media=media)
+    indexing = Indexing(
+        policy,
+        ingest,
+        catalog,
+        store,
+        default_index=settings.default_index,
+        media=media,
+        video_mode=settings.video_embedding_mode if policy.is_nova else "combined",
+    )
     search = Search(
         policy,
         ingest,

@@ -34,7 +34,7 @@ class ContentInput(BaseModel):
         given = [name for name in CONTENT_FIELDS if getattr(self, name) is not None]
         if len(given) != 1:
             shown = ", ".join(given) if given else "none"
-            raise ValueError(f"each content needs exactly one of text, path, s3_uri or data (got {shown})")
+            raise ValueError(f"give exactly one of text, path, s3_uri or data (got {shown})")
         return self
 
 

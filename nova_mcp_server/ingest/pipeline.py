@@ -45,7 +45,7 @@ class Ingest:
     ) -> tuple[list[SourceRef], list[resolving.SourceFailure]]:
         """Resolve the contents under ``roots`` (this call's allowed set, e.g. `roots.combine_roots` of the
         configured roots and the client's), or the configured ``allowed_roots`` when None."""
-        items = [_to_item(c) for c in contents]
+        items = list(contents)  # ContentInput is what resolution takes (it holds exactly one of its fields)
         allowed = list(self.allowed_roots if roots is None else roots)
         return await anyio.to_thread.run_sync(
             lambda: resolving.resolve_sources(
@@ -111,8 +111,3 @@ class Ingest:
         if "\x00" in source:
             raise InvalidInput(f"{json.dumps(source)} contains a NUL character, which no file name can hold.")
         return "file://" + os.path.realpath(os.path.expanduser(source))
-
-
-def _to_item(content: ContentInput) -> Any:
-    """ContentInput already holds exactly one of text, path, s3_uri or data (its validator says so)."""
-    return resolving.SourceItem(**content.model_dump(exclude_none=True))

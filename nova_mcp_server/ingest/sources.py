@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, LimitExceeded, NotFound, NovaError
 from nova_mcp_server.ingest.limits import Limits, setting_name
@@ -38,6 +38,7 @@ from nova_mcp_server.ingest.sniff import (
     sniff_bytes,
     sniff_head,
 )
+from nova_mcp_server.models import ContentInput
 from nova_mcp_server.roots import no_roots_message
 
 HASH_CHUNK = 1 << 20
@@ -48,23 +49,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[\w\-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
-class SourceItem(BaseModel):
-    """One thing to resolve: exactly one of text, path, s3_uri or data (base64, with ``format`` as a hint)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str | None = None
-    path: str | None = None
-    s3_uri: str | None = None
-    data: str | None = None
-    format: str | None = None  # for data: png, mp3, ...; for text: text, markdown, html, code
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SourceItem:
-        given = [n for n in ("text", "path", "s3_uri", "data") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of text, path, s3_uri or data (got {', '.join(given) or 'none'})")
-        return self
+# One thing to resolve: the boundary model itself, so "exactly one of text, path, s3_uri or data" is one rule.
+SourceItem = ContentInput
 
 
 class SourceFailure(BaseModel):

@@ -7,9 +7,10 @@ ones keep the embedder at its concurrency limit instead of waiting out each call
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,11 +19,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from nova_mcp_server import keys
+from nova_mcp_server.embedders.nova_inputs import embedding_type_tag, video_mode
 from nova_mcp_server.errors import InvalidInput, NovaError
 from nova_mcp_server.ingest.model import Segment, SourceRef
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import ContentInput, Failure, IndexReport, Locator
-from nova_mcp_server.schema import EmbeddingPurpose
+from nova_mcp_server.schema import EmbeddingPurpose, SingleEmbeddingRequest
 from nova_mcp_server.services.catalog import Catalog
 from nova_mcp_server.services.embedding import EmbedderPolicy, Progress, no_progress
 from nova_mcp_server.services.metadata import segment_metadata, user_metadata
@@ -121,6 +123,7 @@ class Indexing:
         *,
         default_index: str,
         media: MediaStarter | None = None,
+        video_mode: str = "combined",
     ) -> None:
         self.policy = policy
         self.ingest = ingest
@@ -128,6 +131,7 @@ class Indexing:
         self.store = store
         self.default_index = default_index
         self.media = media
+        self.video_mode = video_mode
 
     async def index(
         self,
@@ -279,11 +283,12 @@ class Indexing:
             await writer.target.ensure()
             return _Outcome(job_id=await self.media.start(writer.target.name, source, user_meta, old_count))
         commit = writer.begin(sid, source.content_hash, old_count)
+        ordinals = itertools.count()  # one key per vector: AUDIO_VIDEO_SEPARATE gives a segment two
         produced = 0
         try:
             async for batch in self.ingest.segment_batches(source, self.policy.embedder.info, EMBED_BATCH):
                 writer.target.check_alive()
-                records = await self._embed_batch(writer, sid, source, batch, user_meta, progress)
+                records = await self._embed_batch(writer, sid, source, batch, user_meta, progress, ordinals)
                 await writer.add(commit, records)
                 produced += len(records)
             if not produced:
@@ -294,6 +299,14 @@ class Indexing:
         await writer.finish(commit)
         return _Outcome(commit=commit)
 
+    def _with_video_mode(self, request: SingleEmbeddingRequest) -> SingleEmbeddingRequest:
+        """A video request in the configured embedding mode (NOVA_MCP_VIDEO_EMBEDDING_MODE); others unchanged."""
+        params = request.single_embedding_params
+        if params.video is None or self.video_mode == "combined":
+            return request
+        video = params.video.model_copy(update={"embedding_mode": video_mode(self.video_mode)})
+        return request.model_copy(update={"single_embedding_params": params.model_copy(update={"video": video})})
+
     async def _embed_batch(
         self,
         writer: Writer,
@@ -302,28 +315,35 @@ class Indexing:
         batch: Sequence[Segment],
         user_meta: dict[str, Any],
         progress: Progress,
+        ordinals: Iterator[int],
     ) -> list[VectorRecord]:
         purpose, dimension = EmbeddingPurpose.GENERIC_INDEX, self.policy.request_dimension
         non_filterable = writer.target.non_filterable
         keep_text = keys.TEXT_KEY in non_filterable
-        results = await self.policy.embed([seg.to_request(purpose, dimension) for seg in batch], progress)
-        records = [
-            VectorRecord(
-                key=keys.vector_key(sid, seg.ordinal),
-                data=items[0].embedding,
-                metadata=segment_metadata(
-                    uri=source.uri,
-                    modality=seg.modality.value,
-                    format=source.format,
-                    ordinal=seg.ordinal,
-                    locator=Locator.of(seg),
-                    user_meta=user_meta,
-                    snippet=seg.snippet or seg.text,
-                    text=seg.text if keep_text else None,
-                ),
-            )
-            for seg, items in zip(batch, results, strict=True)
-        ]
+        requests = [self._with_video_mode(seg.to_request(purpose, dimension)) for seg in batch]
+        results = await self.policy.embed(requests, progress)
+        records = []
+        for seg, items in zip(batch, results, strict=True):
+            for item in items:  # one vector per item; a separate-mode video segment has two, tagged
+                ordinal = next(ordinals)
+                extra = {"embedding_type": embedding_type_tag(item)} if len(items) > 1 else None
+                records.append(
+                    VectorRecord(
+                        key=keys.vector_key(sid, ordinal),
+                        data=item.embedding,
+                        metadata=segment_metadata(
+                            uri=source.uri,
+                            modality=seg.modality.value,
+                            format=source.format,
+                            ordinal=ordinal,
+                            locator=Locator.of(seg),
+                            user_meta=user_meta,
+                            snippet=seg.snippet or seg.text,
+                            text=seg.text if keep_text else None,
+                            extra=extra,
+                        ),
+                    )
+                )
         # Refuse this source's bad vectors or metadata here, before a batch shared with other sources is sent:
         # the store would refuse the whole batch, failing every source in it.
         check_vectors(records, self.policy.dimension, "cosine")

@@ -30,3 +30,18 @@ async def test_long_audio_nova_does_not_take_is_windowed_not_sent_async(tmp_path
     assert report.indexed_sources + len(report.failed) == 2 and report.indexed_sources >= 1
     for failure in report.failed:  # if the format cannot be windowed here, it fails alone, with its reason
         assert failure.source.endswith(fmt) and "Error" not in failure.reason
+
+
+async def test_separate_video_mode_writes_two_tagged_vectors_a_segment(tmp_path: Path) -> None:
+    from fixtures.media import make_mp4
+
+    video = make_mp4(tmp_path / "clip.mp4", seconds=4.0)
+    core = nova_core(tmp_path, FakeBedrockRuntime(), video_embedding_mode="separate", segment_seconds=2)
+    report = await core.indexing.index([ContentInput(path=str(video))], index="clips")
+    assert report.indexed_sources == 1 and not report.failed, report
+    stored = core.store.list_vectors("clips", return_metadata=True).vectors
+    tags = sorted((v.metadata or {}).get("embedding_type") for v in stored)
+    windows = {((v.metadata or {})["start_s"], (v.metadata or {})["end_s"]) for v in stored}
+    assert len(stored) == 2 * len(windows) and tags == ["audio"] * len(windows) + ["video"] * len(windows)
+    marker = core.store.get_vectors("clips", [min(v.key for v in stored)])[0].metadata or {}
+    assert marker["segment_count"] == len(stored)

@@ -118,7 +118,7 @@ def build_graph(w: dict[str, np.ndarray], config: dict[str, object]) -> bytes:
         h1 = norm(node("Add", [attn, h], f"res1_{i}"), f"{p}.attention.output.LayerNorm", f"h1_{i}")
         ff = linear(h1, f"{p}.intermediate.dense", f"ff{i}")
         erf = node("Erf", [node("Mul", [ff, "rsqrt2"], f"ffs{i}")], f"erf{i}")
-        gelu = node("Mul", [node("Mul", [ff, "half"], f"ffh{i}"), node("Add", [erf, "one"], f"erf1{i}")], f"gelu{i}")
+        gelu = node("Mul", [node("Mul", [ff, "half"], f"ffh{i}"), node("Add", [erf, "one"], f"erfp{i}")], f"gelu{i}")
         out = linear(gelu, f"{p}.output.dense", f"fo{i}")
         h = norm(node("Add", [out, h1], f"res2_{i}"), f"{p}.output.LayerNorm", f"h{i + 1}")
 

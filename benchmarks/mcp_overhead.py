@@ -47,7 +47,7 @@ QUERIES = ["red cat", "green tree", "blue river", "yellow bird", "white cloud", 
 
 
 def server_env(root: Path, model: Path) -> dict[str, str]:
-    """The console script's environment, as `tests/test_transports.py` starts it: offline, tiny model."""
+    """The console script's environment, as `tests/support.server_env` sets it up: offline, tiny model."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_MCP_")}
     env.update(
         NOVA_MCP_DATA_DIR=str(root / "data"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +71,26 @@ def nova_core(
     return assemble(
         settings, embedder, store, build_ingest(settings, s3), nova_async=nova_async, lease_seconds=lease_seconds
     )
+
+
+# ---- the console script as a client starts it (transport, security and benchmark tests) ----
+SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def server_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_MCP_")}
+    env.update(
+        NOVA_MCP_DATA_DIR=str(tmp_path / "data"),
+        NOVA_MCP_LOCAL_MODEL_PATH=str(tiny_model),
+        NOVA_MCP_ALLOWED_ROOTS=str(tmp_path),
+        HF_HUB_OFFLINE="1",
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

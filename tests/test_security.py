@@ -26,8 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import ListRootsResult
-from support import local_core, make_settings, nova_core
-from test_transports import SCRIPT, free_port, server_env
+from support import SCRIPT, free_port, local_core, make_settings, nova_core, server_env
 
 from nova_mcp_server.server import build_server
 from nova_mcp_server.server.http import MIN_TOKEN_CHARS, HttpSettingsError, build_http_app, check_http_settings

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from fakes.nova import FakeBedrockRuntime
-from support import local_core, nova_core
+from support import REPO, local_core, nova_core
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `benchmarks` is a top-level folder, not an installed package
 

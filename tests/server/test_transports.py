@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,27 +12,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
+from support import SCRIPT, free_port, server_env
 
 pytestmark = pytest.mark.anyio
-
-SCRIPT = str(Path(sys.executable).parent / "nova-mcp-server")
-
-
-def server_env(tmp_path: Path, tiny_model: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_MCP_")}
-    env.update(
-        NOVA_MCP_DATA_DIR=str(tmp_path / "data"),
-        NOVA_MCP_LOCAL_MODEL_PATH=str(tiny_model),
-        NOVA_MCP_ALLOWED_ROOTS=str(tmp_path),
-        HF_HUB_OFFLINE="1",
-    )
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from fakes.nova import TEST_BUCKET as OUTPUT_BUCKET
 from fakes.nova import FakeBedrockRuntime, split_text, text_vector
+from support import REPO
 
 from nova_mcp_server.aws import AwsClients, is_retryable, scrub, to_nova_error
 from nova_mcp_server.embedders.base import Embedder
@@ -738,10 +739,9 @@ def wav(seconds: float, rate: int = 8000) -> bytes:
 
 
 def test_fake_validates_from_the_docs_not_from_our_schema(fake_bedrock: FakeBedrockRuntime) -> None:
-    from pathlib import Path
 
     for name in ("nova.py", "nova_docs.py"):
-        source = (Path(__file__).parent / "fakes" / name).read_text()
+        source = (REPO / "tests" / "fakes" / name).read_text()
         assert "nova_mcp_server" not in source.split('"""', 2)[-1]  # no import of our code below the docstring
     good = text_request("hello", dim=256).to_body()
     fake_bedrock.invoke_model(modelId=MODEL_ID, body=json.dumps(good))

@@ -14,7 +14,7 @@ import pytest
 from fakes.nova import FakeBedrockRuntime
 from fixtures.media import BLUE, GREEN, RED, make_image, make_mp3, make_mp4, make_pdf
 from mcp import Client
-from support import local_core, nova_core
+from support import FIXTURES, local_core, nova_core
 
 from nova_mcp_server.server import build_server
 
@@ -36,7 +36,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_mp4(
         folder / "tour.mp4", seconds=120.0, colors_per_block=(RED, GREEN, BLUE), block_seconds=10, size=(64, 48), fps=2
     )
-    shutil.copy(Path(__file__).parent / "fixtures" / "speech.wav", folder / "speech.wav")  # spoken, for whisper
+    shutil.copy(FIXTURES / "speech.wav", folder / "speech.wav")  # spoken, for whisper
     make_mp3(folder / "bell.mp3", seconds=2.0, freq=880.0)
     return folder
 

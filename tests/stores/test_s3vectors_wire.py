@@ -11,6 +11,7 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.validate import ParamValidator
 from moto import mock_aws
+from support import REPO
 
 from nova_mcp_server.stores import s3vectors_wire as wire
 from nova_mcp_server.stores.base import IndexSpec, VectorRecord
@@ -96,9 +97,8 @@ def test_store_splits_by_exact_body_size(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_put_vectors_benchmark_smoke(tmp_path: Any) -> None:
     """The benchmark script runs and writes its JSON (no time is asserted: the machine is shared)."""
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     from benchmarks import put_vectors

@@ -123,7 +123,7 @@ def job_id_of(invocation_arn: str) -> str:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key); raises InvalidInput for anything else."""
-    match = _S3_URI.match(uri)
+    match = _S3_URI.fullmatch(uri)  # the whole URI: "s3://b/k\n" is not an object's name
     if not match:
         raise InvalidInput(f"'{uri}' is not an s3:// URI (expected s3://bucket/prefix).")
     return match.group(1), match.group(2) or ""

@@ -124,7 +124,7 @@ class VectorStore(Protocol):
 def check_index_name(name: str) -> str:
     if not INDEX_NAME_RE.fullmatch(name or ""):
         raise InvalidInput(
-            f"Invalid index name {name!r}.",
+            f"Invalid index name {json.dumps(name, ensure_ascii=False)}.",
             "Use 3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit.",
         )
     return name

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from fixtures.media import GREEN, RED, make_video_with_sound, make_wav
 from mcp import Client
+from support import FIXTURES, local_core
 from support import LOCAL_CLIP_INFO as LOCAL
-from support import local_core
 
 from nova_mcp_server.errors import InvalidInput, ModelUnavailable
 from nova_mcp_server.ingest import media, speech
@@ -30,7 +30,7 @@ from nova_mcp_server.ingest.sources import resolve_sources
 from nova_mcp_server.schema import Modality
 from nova_mcp_server.server import build_server
 
-SPEECH = Path(__file__).parent / "fixtures" / "speech.wav"
+SPEECH = FIXTURES / "speech.wav"
 SPEECH_SECONDS = 8.012
 
 

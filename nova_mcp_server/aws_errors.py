@@ -276,7 +276,11 @@ def translate(
             f"Vector bucket{on} does not exist{said}", "Create it, or let the server create it on first use."
         )
     if code in {"ValidationException", "InvalidRequest", "InvalidArgument", "BadRequest"}:
-        return InvalidInput(f"{name} rejected the request{what}{said}")
+        return InvalidInput(
+            f"{name} rejected the request{what}{said}",
+            "The same input fails again: check its format, size and length against nova://capabilities, "
+            "or index a smaller or converted copy.",
+        )
     if code == "ConflictException":
         return InvalidInput(
             f"{name} reported a conflict{what}{said}",

@@ -120,7 +120,7 @@ async def test_a_client_side_read_timeout_is_retried(tmp_path: Path, fake_bedroc
         ("ServiceUnavailableException", "throttling or unavailable", "try again later", 4),
         ("ModelTimeoutException", "model timed out", "shorter clip", 2),  # one more attempt, on purpose
         ("AccessDeniedException", "denied access", "model access", 1),
-        ("ValidationException", "rejected the request", "", 1),
+        ("ValidationException", "rejected the request", "the same input fails again", 1),
     ],
 )
 async def test_persistent_bedrock_faults_are_clear_errors_that_write_nothing(

@@ -215,7 +215,7 @@ def settle_jobs(portal: BlockingPortal, client: Any, structured: dict[str, Any] 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             jobs = portal.call(client.call_tool, "job_status", {"job_id": job_id}).structured_content["jobs"]
-            if jobs[0]["status"] in ("completed", "failed"):
+            if jobs[0]["status"] in ("completed", "partial", "failed"):  # every job ends in one of these
                 break
             time.sleep(0.05)
         else:

@@ -31,7 +31,7 @@ async def wait_done(client: Client, job_id: str) -> dict[str, Any]:
     with anyio.fail_after(30):
         while True:
             job = (await client.call_tool("job_status", {"job_id": job_id})).structured_content["jobs"][0]
-            if job["status"] in ("completed", "failed"):
+            if job["status"] in ("completed", "partial", "failed"):
                 return job
             await anyio.sleep(0.05)
 

@@ -310,3 +310,24 @@ def test_a_separate_bedrock_region_is_checked_against_the_documented_list(world:
     check = {c.name: c for c in report.checks}["region"]
     assert check.status == "fail" and "Bedrock in eu-central-1" in check.detail
     assert "NOVA_MCP_BEDROCK_REGION" in (check.fix or "")
+
+
+@pytest.mark.anyio
+async def test_the_doctor_tool_on_the_aws_backend_through_the_mcp_client(world: World) -> None:
+    """The read-only tool runs the same checks over the app's own AWS clients (here moto, Stubber, the fake)."""
+    from mcp import Client
+
+    from nova_mcp_server.app import build_app
+    from nova_mcp_server.server import build_server
+
+    world.make_buckets()
+    app = build_app(world.settings(), clients=world.clients())
+    async with Client(build_server(app, poll_seconds=0)) as client:
+        result = await client.call_tool("doctor", {})
+    assert not result.is_error, result.content[0].text
+    report = result.structured_content
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["backend"] == "aws"
+    assert checks["identity"]["status"] == "pass" and USER_ARN in checks["identity"]["detail"]
+    assert checks["model access"]["status"] == "pass" and checks["vector bucket"]["status"] == "pass"
+    assert world.runtime.count("invoke_model") == 1, "one minimal embedding, no more"

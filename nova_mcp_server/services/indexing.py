@@ -36,6 +36,7 @@ from nova_mcp_server.stores.base import (
     check_index_name,
     check_metadata_json,
     check_vectors,
+    float32_record,
 )
 
 EMBED_BATCH = 64  # segments per embed() call: what one source holds in memory at a time
@@ -328,10 +329,10 @@ class Indexing:
                 ordinal = next(ordinals)
                 extra = {"embedding_type": embedding_type_tag(item)} if len(items) > 1 else None
                 records.append(
-                    VectorRecord(
-                        key=keys.vector_key(sid, ordinal),
-                        data=item.embedding,
-                        metadata=segment_metadata(
+                    float32_record(
+                        keys.vector_key(sid, ordinal),
+                        item.embedding,
+                        segment_metadata(
                             uri=source.uri,
                             modality=seg.modality.value,
                             format=source.format,

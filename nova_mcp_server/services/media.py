@@ -20,7 +20,7 @@ from nova_mcp_server.services.catalog import Catalog
 from nova_mcp_server.services.embedding import EmbedderPolicy
 from nova_mcp_server.services.metadata import segment_metadata
 from nova_mcp_server.services.writer import Writer
-from nova_mcp_server.stores.base import VectorRecord, VectorStore
+from nova_mcp_server.stores.base import VectorRecord, VectorStore, float32_record
 
 KIND = "nova-async"
 
@@ -114,7 +114,7 @@ class MediaJobs:
                 snippet=time_label(payload["source_display"], rec.start_seconds, rec.end_seconds),
                 extra={"embedding_type": rec.embedding_type.value},
             )
-            records.append(VectorRecord(key=keys.vector_key(sid, ordinal), data=rec.embedding, metadata=meta))
+            records.append(float32_record(keys.vector_key(sid, ordinal), rec.embedding, meta))
         for summary in output.result.embedding_results:  # PARTIAL_SUCCESS is already told by its failed segments
             if summary.status == ResultStatus.FAILURE:
                 failures.append(f"{summary.embedding_type.value}: {summary.failure_reason or summary.status.value}")

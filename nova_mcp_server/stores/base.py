@@ -71,6 +71,13 @@ class VectorRecord(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+def float32_record(key: str, row: Sequence[float] | np.ndarray, metadata: dict[str, Any] | None) -> VectorRecord:
+    """A record whose data is a float32 row (4 bytes a value, not a Python float list of ~32), built without
+    pydantic's per-float validation: both stores accept such rows and check them in `check_vectors` anyway."""
+    data = np.asarray(row, dtype=np.float32)
+    return VectorRecord.model_construct(key=key, data=cast(Any, data), metadata=metadata)
+
+
 class QueryHit(BaseModel):
     key: str
     distance: float | None = None

@@ -73,7 +73,7 @@ class Reading:
     ) -> tuple[FetchResult, bytes | None]:
         """The item and, when asked and possible, a PNG of its image, page or frame (under the byte cap)."""
         name, key = parse_item_ref(ref, index or self.default_index)  # a URI names its own index
-        await self.catalog.info(name)
+        info = await self.catalog.info(name)
         context = max(0, min(MAX_CONTEXT, context))
         found = await off_loop(self.store.get_vectors, name, [key], return_metadata=True)
         if not found:
@@ -90,7 +90,7 @@ class Reading:
             metadata={k: v for k, v in meta.items() if k not in keys.RESERVED_KEYS},
             **Locator.of(meta).model_dump(),
         )
-        if keys.TEXT_KEY not in meta and meta.get(keys.SNIPPET_KEY):
+        if keys.TEXT_KEY not in info.non_filterable_keys and meta.get(keys.SNIPPET_KEY):
             result.note = "this index predates full-text storage: text is the stored snippet (re-index for full text)"
         sid, ordinal = key.rsplit("-", 1)[0], keys.ordinal_of(key)
         window = max(context, PAGE_WINDOW if result.page is not None else 0, 30 if result.start_s is not None else 0)
@@ -169,12 +169,18 @@ def _overlaps(a: Locator, b: Locator) -> bool:
 
 
 def join_by_chars(passages: Sequence[Passage]) -> str:
-    """Passages of one source in order, the overlap between neighbouring chunks written once."""
-    ordered = sorted(passages, key=lambda p: (p.char_start if p.char_start is not None else 0, p.key))
+    """Passages of one source in order, the overlap between neighbouring chunks written once.
+
+    A PDF's character ranges count within each page, so pages are joined in turn, each from its own start.
+    """
+    ordered = sorted(passages, key=lambda p: (p.page or 0, p.char_start if p.char_start is not None else 0, p.key))
     out = ""
     end: int | None = None
+    page: int | None = None
     for p in ordered:
         text = p.text or ""
+        if p.page != page:
+            end, page = None, p.page
         if end is not None and p.char_start is not None and p.char_start < end:
             text = text[end - p.char_start :]
         elif out:

@@ -109,7 +109,9 @@ class Search:
                 else None,
             )
         wanted = top_k + (exclude is not None)
-        widen = DISTINCT_FETCH if (distinct_sources or rerank) else 1
+        # Fusion, reranking and one-per-source all choose from more candidates than they return: a keyword match
+        # the vectors rank 12th still meets its vector rank in the fusion instead of counting once.
+        widen = DISTINCT_FETCH if (distinct_sources or rerank or mode == "hybrid") else 1
         fetch_k = min(MAX_TOP_K, wanted * widen)
         ranked = await self._rank(name, mode, vector, query, fetch_k, combined)
         ranked = [h for h in ranked if h.key != exclude]

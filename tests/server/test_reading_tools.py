@@ -281,3 +281,15 @@ async def test_fetch_and_compact_hits_on_the_aws_backend(tmp_path: Path, docs: P
             item = await call(client, "fetch", item=hits[0]["uri"], context=1)
             assert item["text"] == story.read_text()[item["char_start"] : item["char_end"]]
             assert item["context"] and all(p["key"] != item["key"] for p in item["context"])
+
+
+async def test_a_pdf_pages_neighbours_join_page_by_page(tmp_path: Path, tiny_model: Path, docs: Path) -> None:
+    """Character ranges count within a page: joining neighbours from two pages keeps both pages' text."""
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        await call(client, "index_content", sources=[str(docs / "manual.pdf")], index="pages")
+        keys = sorted(v.key for v in core.store.list_vectors("pages").vectors)
+        item = await call(client, "fetch", item=keys[2], index="pages", context=1)  # page 2's image
+        assert item["page"] == 2 and "note" not in item, "a page image has no text; the index is not old"
+        joined = item["joined_text"]
+        assert "red valve" in joined and "clean the filter every week" in joined

@@ -8,6 +8,7 @@ ones keep the embedder at its concurrency limit instead of waiting out each call
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -39,6 +40,7 @@ from nova_mcp_server.stores.base import (
     float32_record,
 )
 
+log = logging.getLogger(__name__)
 EMBED_BATCH = 64  # segments per embed() call: what one source holds in memory at a time
 SOURCE_LANES_PER_SLOT = 2  # sources in flight per embedder concurrency slot
 
@@ -297,6 +299,14 @@ class Indexing:
         except NovaError as exc:
             await writer.fail(commit, exc)
             raise
+        except Exception:  # a bug on one file fails that file, never the call or its other sources
+            log.exception("indexing %s failed unexpectedly", source.display)
+            error = NovaError(
+                f"{source.display} could not be indexed because of an internal error (details in the server log).",
+                "The other sources are not affected; index this one again, or report it with the server log.",
+            )
+            await writer.fail(commit, error)
+            raise error from None
         await writer.finish(commit)
         return _Outcome(commit=commit)
 

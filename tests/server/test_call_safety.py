@@ -161,3 +161,23 @@ async def test_an_unexpected_failure_is_a_message_not_a_bare_error(tmp_path: Pat
     text = result.content[0].text
     assert result.is_error and "internal error" in text and "try the call again" in text
     assert "secret internal detail" not in text and text.strip() != "Error executing tool list_indexes"
+
+
+async def test_a_bug_on_one_file_fails_that_file_only(tmp_path: Path, tiny_model: Path) -> None:
+    folder = folder_of(tmp_path, "mixed", 4)
+    core = local_core(tmp_path, tiny_model)
+    real = core.ingest.segment_batches
+
+    def breaks_on_note2(source: Any, info: Any, size: int) -> Any:
+        if source.display.endswith("note2.txt"):
+            raise RuntimeError("a segmenter bug")
+        return real(source, info, size)
+
+    core.ingest.segment_batches = breaks_on_note2  # type: ignore[method-assign]
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        result = await client.call_tool("index_content", {"sources": [str(folder)], "index": "one-bad"})
+    assert not result.is_error, result.content[0].text
+    report = result.structured_content
+    assert report["indexed_sources"] == 3 and [f["source"].endswith("note2.txt") for f in report["failed"]] == [True]
+    reason = report["failed"][0]["reason"]
+    assert "internal error" in reason and "other sources are not affected" in reason and "segmenter bug" not in reason

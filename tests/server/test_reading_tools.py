@@ -293,3 +293,20 @@ async def test_a_pdf_pages_neighbours_join_page_by_page(tmp_path: Path, tiny_mod
         assert item["page"] == 2 and "note" not in item, "a page image has no text; the index is not old"
         joined = item["joined_text"]
         assert "red valve" in joined and "clean the filter every week" in joined
+
+
+async def test_fetch_a_video_segment_gives_its_time_range_and_the_frame(tmp_path: Path, tiny_model: Path) -> None:
+    from fixtures.media import make_mp4
+
+    make_mp4(tmp_path / "clip.mp4", seconds=4.0, with_audio=False)
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        await call(client, "index_content", sources=[str(tmp_path / "clip.mp4")], index="clips")
+        hit = (await call(client, "semantic_search", query="a frame", index="clips", mode="vector"))["hits"][0]
+        result = await client.call_tool("fetch", {"item": hit["uri"], "include_image": True})
+        assert not result.is_error, result.content[0].text
+        data = result.structured_content
+        assert data["modality"] == "video" and data["end_s"] >= data["start_s"] >= 0
+        assert data["image"].startswith(f"the frame at {data['start_s']:g} s")
+        [picture] = [b for b in result.content if b.type == "image"]
+        assert base64.b64decode(picture.data)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -126,3 +126,15 @@ async def test_argument_completion_offers_what_exists(tmp_path: Path, tiny_model
             PromptReference(type="ref/prompt", name="answer_with_citations"), {"name": "index", "value": "m"}
         )
         assert prompt.completion.values == ["misc"]
+
+
+async def test_dry_run_on_the_local_default_through_the_mcp_client(tmp_path: Path, tiny_model: Path) -> None:
+    core = local_core(tmp_path, tiny_model)
+    (tmp_path / "notes.txt").write_text("a note about the pump " * 40)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        dry = await call(
+            client, "index_content", sources=[str(tmp_path / "notes.txt")], index="local-dry", dry_run=True
+        )
+        assert dry["dry_run"] is True and dry["estimate"]["backend"] == "local"
+        assert dry["estimate"]["counts"]["segments"] >= 1 and dry["estimate"]["total_once_usd"] == 0
+        assert core.store.list_indexes() == [], "a dry run creates nothing"

@@ -410,7 +410,7 @@ class LocalEmbedder:
                 )
                 result.append(None)
             except Exception as exc:
-                result.append(f"{type(exc).__name__}: {exc}".strip()[:300])
+                result.append((str(exc).strip() or "no answer")[:300])
 
         thread = threading.Thread(target=probe, name="nova-hub-probe", daemon=True)
         thread.start()

@@ -132,7 +132,7 @@ def transcribe(
             pieces, _ = whisper.transcribe(audio, vad_filter=True, condition_on_previous_text=False)
             phrases = [Phrase(float(p.start), float(p.end), p.text.strip()) for p in pieces]
         except Exception as exc:  # ctranslate2 / onnxruntime (VAD) failures
-            raise ModelUnavailable(f"Speech-to-text failed: {type(exc).__name__}: {exc}") from exc
+            raise ModelUnavailable(f"Speech-to-text failed: {exc or 'no details given'}") from exc
     return [p for p in phrases if p.text]
 
 
@@ -163,7 +163,7 @@ def load_model(model: str | None = None, cache_dir: Path | None = None, *, hub_t
                 )
             except Exception as exc:  # a corrupt model.bin, an incompatible CTranslate2 version, ...
                 raise ModelUnavailable(
-                    f"The speech-to-text model in {folder} could not be loaded: {type(exc).__name__}: {exc}",
+                    f"The speech-to-text model in {folder} could not be loaded: {exc or 'no details given'}",
                     _how_to_get_one(cache),
                 ) from exc
         return _models[key]
@@ -196,7 +196,7 @@ def _model_folder(spec: str, cache: Path, hub_timeout: float) -> Path:
         try:
             found = download_model(spec, cache_dir=str(cache))
         except Exception as exc:
-            raise _not_downloaded(spec, cache, f"the download failed ({type(exc).__name__}: {exc})") from exc
+            raise _not_downloaded(spec, cache, f"the download failed ({exc or 'no details given'})") from exc
     return _checked_folder(Path(found), spec, cache)
 
 
@@ -257,7 +257,7 @@ def _hub_unreachable(timeout: float) -> str | None:
             httpx.head(endpoint, timeout=timeout)
             result.append(None)
         except Exception as exc:
-            result.append(f"{type(exc).__name__}: {exc}".strip()[:300])
+            result.append((str(exc).strip() or "no answer")[:300])
 
     thread = threading.Thread(target=probe, name="nova-whisper-hub-probe", daemon=True)
     thread.start()

@@ -22,7 +22,8 @@ import anyio
 from nova_mcp_server import keys
 from nova_mcp_server.errors import NovaError
 from nova_mcp_server.services.threads import off_loop
-from nova_mcp_server.stores.base import MAX_DELETE, MAX_GET, MAX_PUT, VectorRecord, VectorStore
+from nova_mcp_server.stores import enumerate as enumerate_keys
+from nova_mcp_server.stores.base import MAX_GET, MAX_PUT, VectorRecord, VectorStore
 
 EnsureIndex = Callable[[str], Awaitable[object]]  # creates the index (or checks the existing one)
 AliveCheck = Callable[[str], None]  # raises IndexDeleted when the index was deleted meanwhile
@@ -201,24 +202,24 @@ class Writer:
 
 
 async def delete_keys(store: VectorStore, index: str, doomed: Sequence[str]) -> None:
-    for start in range(0, len(doomed), MAX_DELETE):
-        await off_loop(store.delete_vectors, index, list(doomed[start : start + MAX_DELETE]))
+    """Each key deleted once, in API-sized batches (stores.enumerate holds the rule), off the event loop."""
+    await off_loop(enumerate_keys.delete_keys, store, index, doomed)
 
 
 async def keys_from(store: VectorStore, index: str, sid: str, start: int) -> list[str]:
     """A source's existing keys at ordinals >= `start`, by deterministic key (never a filtered query).
 
-    Writes go in ordinal order, so what an interrupted write left is a run of keys; windows of MAX_GET keys
-    are read until one holds none.
+    Writes go in ordinal order, so what an interrupted write left is a run of keys: one window of MAX_GET
+    absent ordinals ends it (stores.enumerate.existing_keys does the looking).
     """
-    found: list[str] = []
-    while True:
-        window = [keys.vector_key(sid, n) for n in range(start, start + MAX_GET)]
-        present = {r.key for r in await off_loop(store.get_vectors, index, window, return_metadata=False)}
-        if not present:
-            return found
-        found += [k for k in window if k in present]
-        start += MAX_GET
+    return await off_loop(
+        enumerate_keys.existing_keys,
+        store,
+        index,
+        lambda n: keys.vector_key(sid, n),
+        start=start,
+        stop_after_misses=MAX_GET,
+    )
 
 
 async def markers(store: VectorStore, index: str, sids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,15 @@ class SourceRef(BaseModel):
     identity: FileIdentity | None = None  # inode, size and mtime when hashed: reading checks it is still that file
 
 
+class SourceFailure(BaseModel):
+    """An item (or a file found under it) that could not be resolved, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    reason: str
+
+
 class Segment(BaseModel):
     """One vector's worth of a source, with where it sits in the source (page, seconds, characters)."""
 

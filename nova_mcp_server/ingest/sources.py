@@ -18,18 +18,19 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, LimitExceeded, NotFound, NovaError
 from nova_mcp_server.ingest.limits import Limits, setting_name
-from nova_mcp_server.ingest.model import SourceRef
+from nova_mcp_server.ingest.model import SourceFailure, SourceRef
 from nova_mcp_server.ingest.opening import FileIdentity, open_regular, refuse_special, root_of
+from nova_mcp_server.ingest.s3 import S3Sources
+from nova_mcp_server.ingest.s3 import parse_s3_uri as parse_s3_uri  # re-exported: callers and tests import it here
 from nova_mcp_server.ingest.sniff import (
     TEXT_FORMATS,
     TEXT_PROBE_BYTES,
@@ -45,21 +46,11 @@ HASH_CHUNK = 1 << 20
 # Inline text rides in one MCP message and is identified by its hash, so an edited copy never replaces the
 # old one; past this size a file is the right vehicle (chunked at any size, replaced in place when it changes).
 MAX_INLINE_TEXT_BYTES = 1 << 20
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[\w\-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
 # One thing to resolve: the boundary model itself, so "exactly one of text, path, s3_uri or data" is one rule.
 SourceItem = ContentInput
-
-
-class SourceFailure(BaseModel):
-    """An item (or a file found under it) that could not be resolved, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    source: str
-    reason: str
 
 
 Item = SourceItem | str | os.PathLike[str] | Mapping[str, Any]
@@ -191,8 +182,23 @@ class _Resolver:
         self.include = include
         self.exclude = exclude
         self.recursive = recursive
-        self._s3 = s3_client
         self.download_dir = download_dir
+        self.s3_sources = S3Sources(
+            client=s3_client,
+            buckets=buckets,
+            recursive=recursive,
+            wanted=self._key_wanted,
+            limits=limits,
+            download_dir=download_dir,
+            read_local=self._read,
+            check_size=lambda size, display: self._check_size(size, display, None),
+        )
+
+    def _key_wanted(self, rel: str) -> bool:
+        """Whether an S3 key (relative to its listed prefix) passes this call's include/exclude patterns."""
+        if self.include and not _glob_match(rel, self.include):
+            return False
+        return not (self.exclude and (_glob_match(rel, self.exclude) or _in_excluded_dir(rel, self.exclude)))
 
     def resolve(self, item: Item) -> Iterator[SourceRef | SourceFailure]:
         if isinstance(item, Mapping):
@@ -354,125 +360,13 @@ class _Resolver:
             except OSError as exc:
                 yield SourceFailure(source=entry_shown, reason=f"cannot read: {exc.strerror or exc}")
 
-    # ---- S3 -------------------------------------------------------------------------------------------------
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3")
-        return self._s3
-
     def _s3_item(self, uri: str) -> Iterator[SourceRef | SourceFailure]:
-        bucket, key = parse_s3_uri(uri)
-        if self.buckets and bucket not in self.buckets:
-            raise AccessDenied(
-                f"bucket '{bucket}' is not in the allowed buckets.",
-                "Allowed buckets: " + ", ".join(self.buckets) + " (NOVA_MCP_ALLOWED_BUCKETS).",
-            )
-        if key == "" or key.endswith("/"):
-            yield from self._s3_prefix(bucket, key)
-        else:
-            yield self._s3_object(bucket, key, f"s3://{bucket}/{key}")
-
-    def _s3_prefix(self, bucket: str, prefix: str) -> Iterator[SourceRef | SourceFailure]:
-        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if not self.recursive:
-            params["Delimiter"] = "/"
-        with _s3_errors(f"s3://{bucket}/{prefix}"):
-            pages = list(self.s3.get_paginator("list_objects_v2").paginate(**params))
-        for page in pages:
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                rel = key[len(prefix) :]
-                if not rel or key.endswith("/") or any(part.startswith(".") for part in rel.split("/")):
-                    continue
-                if self.include and not _glob_match(rel, self.include):
-                    continue
-                if self.exclude and (_glob_match(rel, self.exclude) or _in_excluded_dir(rel, self.exclude)):
-                    continue
-                uri = f"s3://{bucket}/{key}"
-                try:
-                    yield self._s3_object(bucket, key, uri)
-                except NovaError as exc:
-                    yield SourceFailure(source=uri, reason=exc.text)
-                except OSError as exc:
-                    yield SourceFailure(source=uri, reason=f"cannot write the download: {exc.strerror or exc}")
-
-    def _s3_object(self, bucket: str, key: str, uri: str) -> SourceRef:
-        """Download to ``download_dir/<hash of uri>/<name>`` (keys never become paths), hashing on the way."""
-        name = PurePosixPath(key).name or "object"
-        dest = self.download_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
-        with _s3_errors(uri):
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-            with dest.open("wb") as out:
-                for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if size > self.limits.max_file_bytes:
-                        out.close()
-                        dest.unlink(missing_ok=True)
-                        self._check_size(size, uri, None)
-                    out.write(chunk)
-        try:
-            ref = self._read(dest, dest.parent, uri, "s3", uri)
-        except NovaError:
-            dest.unlink(missing_ok=True)
-            raise
-        if ref.content_hash != digest.hexdigest():
-            raise InvalidInput(f"{uri}: the download changed on disk before it was read; index it again.")
-        return ref
+        yield from self.s3_sources.item(uri)
 
 
 def _in_excluded_dir(rel: str, patterns: Sequence[str]) -> bool:
     parts = rel.split("/")[:-1]
     return any(_dir_excluded("/".join(parts[: i + 1]), patterns) for i in range(len(parts)))
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); InvalidInput with the expected shape when malformed."""
-    shape = "Use s3://bucket/key (or s3://bucket/prefix/ for a folder)."
-    if not uri.startswith("s3://"):
-        raise InvalidInput(f"malformed S3 URI '{uri}': it must start with 's3://'.", shape)
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise InvalidInput(f"malformed S3 URI '{uri}': no bucket name.", shape)
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise InvalidInput(
-            f"malformed S3 URI '{uri}': '{bucket}' is not a valid bucket name "
-            "(3-63 lowercase letters, digits, dots or hyphens).",
-            shape,
-        )
-    if len(key.encode()) > 1024:
-        raise InvalidInput(f"malformed S3 URI '{uri}': the key is longer than 1024 bytes.")
-    return bucket, key
-
-
-@contextmanager
-def _s3_errors(uri: str) -> Iterator[None]:
-    """Turn botocore failures into NovaErrors that name the object."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    try:
-        yield
-    except NoCredentialsError:
-        raise AccessDenied(f"{uri}: no AWS credentials.", "Configure a profile or AWS_* variables.") from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = error.get("Message") or code
-        if code in ("NoSuchKey", "404", "NotFound"):
-            raise NotFound(f"{uri} does not exist.") from None
-        if code == "NoSuchBucket":
-            raise NotFound(f"{uri}: the bucket does not exist.") from None
-        if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise AccessDenied(f"{uri}: access denied by S3 ({message}).") from None
-        raise InvalidInput(f"{uri}: S3 refused the request ({code}: {message}).") from None
-    except BotoCoreError as exc:
-        raise InvalidInput(f"{uri}: S3 request failed ({exc}).") from None
 
 
 # ---- inline content ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Cheap to build: no model is loaded and no AWS call is made until a tool needs on
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from nova_mcp_server.embedders.base import Embedder
 from nova_mcp_server.errors import InvalidInput
 from nova_mcp_server.ingest.limits import Limits
 from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.ingest.s3_objects import read_text
 from nova_mcp_server.jobstore import AsyncJobStore, JobStore
 from nova_mcp_server.schema import Modality
 from nova_mcp_server.services.catalog import Catalog
@@ -127,7 +129,13 @@ def assemble(
         token_budget=settings.answer_token_budget,
         reranker=reranker,
     )
-    reading = Reading(store, catalog, settings.allowed_roots, default_index=settings.default_index)
+    reading = Reading(
+        store,
+        catalog,
+        settings.allowed_roots,
+        default_index=settings.default_index,
+        source_text=functools.partial(read_text, ingest.s3_client),
+    )
     jobs = Jobs(
         jobs_async, indexing, media, default_index=settings.default_index, read_only=settings.read_only, **lease
     )

@@ -124,6 +124,7 @@ def is_transient(exc: BaseException) -> bool:
 _S3_ACTIONS = {
     "GetObject": ["s3:GetObject"],
     "HeadObject": ["s3:GetObject"],  # HEAD is authorised by s3:GetObject
+    "HeadBucket": ["s3:ListBucket"],
     "DownloadFile": ["s3:GetObject"],
     "PutObject": ["s3:PutObject"],
     "UploadFile": ["s3:PutObject"],

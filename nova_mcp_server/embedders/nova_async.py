@@ -15,9 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from nova_mcp_server.embedders.nova_inputs import async_media_problem, is_native, segmented_media_request
+from nova_mcp_server.embedders.nova_inputs import (
+    async_media_problem,
+    is_native,
+    segmented_media_request,
+    segmented_text_request,
+)
 from nova_mcp_server.errors import InvalidInput
-from nova_mcp_server.schema import MAX_MEDIA_SEGMENTS, MAX_SYNC_MEDIA_SECONDS, Modality
+from nova_mcp_server.schema import (
+    MAX_MEDIA_SEGMENTS,
+    MAX_SYNC_MEDIA_SECONDS,
+    MAX_TEXT_SEGMENTS,
+    TEXT_SEGMENT_CHARS,
+    Modality,
+)
 
 if TYPE_CHECKING:
     from nova_mcp_server.embedders.nova import AsyncJobState, AsyncOutput
@@ -59,11 +70,37 @@ class NovaAsyncMedia:
             raise InvalidInput(f"{path} cannot be embedded: {problem}.")
         return True
 
+    def wants_by_reference(self, modality: Modality, fmt: str, size: int, *, text_chunk: int) -> bool:
+        """Whether an S3 object (never downloaded here) goes through the async task, naming it by reference.
+
+        Text longer than one chunk goes to Nova's segmenter (``SEGMENTED_EMBEDDING`` text, ``maxLengthChars``);
+        HTML needs its visible text extracted here, so it does not. Native audio/video of unknown length go
+        too (their length is only known from their bytes), within the async size limits, checked before the
+        start; other formats need transcoding, so their bytes are needed.
+        """
+        if modality is Modality.TEXT:
+            return fmt != "html" and size > text_chunk
+        if modality not in (Modality.AUDIO, Modality.VIDEO) or not is_native(modality.value, fmt):
+            return False
+        problem = async_media_problem(modality.value, fmt, size, None)
+        if problem:
+            raise InvalidInput(f"this object cannot be embedded: {problem}.")
+        return True
+
     def job_payload(
-        self, *, uri: str, display: str, content_hash: str, format: str, modality: Modality, duration: float
+        self,
+        *,
+        uri: str,
+        display: str,
+        content_hash: str,
+        format: str,
+        modality: Modality,
+        duration: float,
+        size: int | None = None,
+        text_chunk: int | None = None,
     ) -> dict[str, Any]:
         """What a job row keeps to start, poll and read the Bedrock job again after a restart."""
-        return {
+        payload: dict[str, Any] = {
             "source_uri": uri,
             "source_display": display,
             "content_hash": content_hash,
@@ -72,6 +109,9 @@ class NovaAsyncMedia:
             "duration_s": duration,
             "segment_seconds": segment_length(duration, self.segment_seconds),
         }
+        if modality is Modality.TEXT:
+            payload.update(size=size, max_length_chars=text_segment_chars(size or 0, text_chunk or 0))
+        return payload
 
     async def start(self, payload: dict[str, Any], *, job_id: str, dimension: int) -> dict[str, Any]:
         """Stage the input and start the Bedrock job; returns the payload with its ARN and output URI."""
@@ -82,6 +122,13 @@ class NovaAsyncMedia:
             local = payload["source_uri"].removeprefix("file://")
             await anyio.to_thread.run_sync(lambda: self.s3_client.upload_file(local, self.staging_bucket, key))
             input_uri = f"s3://{self.staging_bucket}/{key}"
+        if payload["modality"] == Modality.TEXT.value:
+            request = segmented_text_request(
+                input_uri, dimension=dimension, max_length_chars=payload["max_length_chars"], size_bytes=payload["size"]
+            )
+            output = f"s3://{self.staging_bucket}/{self.staging_prefix}outputs/"
+            arn = await self.embedder.start_segmented(request, output, client_token=job_id)
+            return {**payload, "arn": arn, "output_uri": output}
         request = segmented_media_request(
             payload["modality"],
             payload["format"],
@@ -103,6 +150,19 @@ class NovaAsyncMedia:
 
         uri = payload.get("result_uri") or payload["output_uri"]
         return await self.embedder.read_async_output(uri, job_id=job_id_of(payload["arn"]))
+
+
+def text_segment_chars(size_bytes: int, wanted: int) -> int:
+    """``maxLengthChars`` for a text of ``size_bytes``: the wanted chunk length (within 800-50,000), raised so
+    the text stays under Nova's 1,900-segment cap (bytes bound characters, so this is safe before reading it)."""
+    low, high, _ = TEXT_SEGMENT_CHARS
+    return max(low, min(high, max(wanted, math.ceil(size_bytes / MAX_TEXT_SEGMENTS))))
+
+
+def char_label(display: str, start: int | None, end: int | None) -> str:
+    if start is None:
+        return display
+    return f"{display} characters {start:,}-{end if end is not None else start:,}"
 
 
 def time_label(display: str, start: float | None, end: float | None) -> str:

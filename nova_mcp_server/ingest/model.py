@@ -16,9 +16,11 @@ from nova_mcp_server.schema import (
     ImageInput,
     MediaSource,
     Modality,
+    S3Location,
     SingleEmbeddingParams,
     SingleEmbeddingRequest,
     TextInput,
+    TextSource,
     VideoInput,
 )
 
@@ -36,11 +38,12 @@ class SourceRef(BaseModel):
     format: str  # detected by content: text, markdown, html, code, pdf, png, jpeg, gif, webp, mp3, wav, ogg, mp4, ...
     modality: Modality
     size: int
-    content_hash: str  # sha256 hex of the bytes
+    content_hash: str  # sha256 hex of the bytes; S3: the object's version (s3-sha256:<checksum> or s3-etag:<etag>)
     local_path: Path | None = None  # readable file on disk (files, downloaded S3 objects)
     data: bytes | None = None  # inline content when there is no file
     root: Path | None = None  # the allowed root (or download folder) local_path is opened beneath
     identity: FileIdentity | None = None  # inode, size and mtime when hashed: reading checks it is still that file
+    etag: str | None = None  # S3: the ETag HeadObject reported; a download is made only of that version (IfMatch)
 
 
 class SourceFailure(BaseModel):
@@ -68,6 +71,7 @@ class Segment(BaseModel):
     char_start: int | None = None
     char_end: int | None = None
     snippet: str | None = None  # short human-readable text shown with a hit
+    s3_uri: str | None = None  # an S3 object Nova reads itself (s3Location): no bytes here
 
     def to_request(self, purpose: EmbeddingPurpose, dimension: Dimension | None) -> SingleEmbeddingRequest:
         """A Nova request for this segment; `dimension` None leaves it to the embedder (the local model has one)."""
@@ -75,9 +79,14 @@ class Segment(BaseModel):
         if dimension is not None:
             params["embedding_dimension"] = dimension
         if self.embed_as == "text":
-            params["text"] = TextInput(value=self.text)
+            by_ref = TextSource(s3_location=S3Location(uri=self.s3_uri)) if self.s3_uri else None
+            params["text"] = TextInput(source=by_ref) if by_ref else TextInput(value=self.text)
         else:
-            source = MediaSource.from_bytes(self.media or b"")
+            source = (
+                MediaSource(s3_location=S3Location(uri=self.s3_uri))
+                if self.s3_uri
+                else MediaSource.from_bytes(self.media or b"")
+            )
             if self.embed_as == "image":
                 params["image"] = ImageInput(
                     format=self.media_format,

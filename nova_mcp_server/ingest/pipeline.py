@@ -18,6 +18,7 @@ import anyio
 
 from nova_mcp_server.embedders.base import EmbedderInfo
 from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.ingest import s3_objects
 from nova_mcp_server.ingest import segment as segmenting
 from nova_mcp_server.ingest import sources as resolving
 from nova_mcp_server.ingest.limits import Limits
@@ -62,8 +63,17 @@ class Ingest:
         )
 
     def segments(self, source: SourceRef, info: EmbedderInfo) -> Iterator[Segment]:
-        """The lazy segment iterator (blocking; holds the file open until exhausted or closed)."""
-        return segmenting.segment_source(source, info, segment_seconds=self.segment_seconds, limits=self.limits)
+        """The lazy segment iterator (blocking; holds the file open until exhausted or closed). An S3 object
+        goes by reference or from a download of this call, removed once the iterator ends (`s3_objects`)."""
+
+        def cut(local: SourceRef) -> Iterator[Segment]:
+            return segmenting.segment_source(local, info, segment_seconds=self.segment_seconds, limits=self.limits)
+
+        if source.kind == "s3" and source.local_path is None:
+            return s3_objects.s3_segments(
+                source, info, cut, client=self.s3_client, folder=self.download_dir, limits=self.limits
+            )
+        return cut(source)
 
     async def segment(self, source: SourceRef, info: EmbedderInfo) -> list[Segment]:
         """Every segment at once: only for callers that need them all (embed's first segment, tests)."""

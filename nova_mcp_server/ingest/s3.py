@@ -7,24 +7,30 @@ as folders, how an object is fetched, and how botocore failures become errors th
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
 from nova_mcp_server.ingest.limits import Limits
 from nova_mcp_server.ingest.model import SourceFailure, SourceRef
+from nova_mcp_server.ingest.sniff import (
+    CODE_EXTS,
+    CODE_NAMES,
+    HTML_EXTS,
+    MARKDOWN_EXTS,
+    TEXT_PROBE_BYTES,
+    Detected,
+    detected,
+    sniff_head,
+)
 
-HASH_CHUNK = 1 << 20
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
-# (path, root it is opened beneath, display, kind, uri) -> the hashed, sniffed SourceRef of a local file
-ReadLocal = Callable[[Path, Path, str, str, str], SourceRef]
-# (size, display) -> raises LimitExceeded when a download passes the per-file limit
-CheckSize = Callable[[int, str], None]
+# (size, display, format) -> raises LimitExceeded when an object passes the per-file limit
+CheckSize = Callable[[int, str, Detected | None], None]
 
 
 class S3Sources:
@@ -39,8 +45,6 @@ class S3Sources:
         recursive: bool,
         wanted: Callable[[str], bool],
         limits: Limits,
-        download_dir: Path,
-        read_local: ReadLocal,
         check_size: CheckSize,
     ) -> None:
         self._s3 = client
@@ -48,8 +52,6 @@ class S3Sources:
         self.recursive = recursive
         self.wanted = wanted
         self.limits = limits
-        self.download_dir = download_dir
-        self.read_local = read_local
         self.check_size = check_size
 
     @property
@@ -91,34 +93,109 @@ class S3Sources:
                     yield self._object(bucket, key, uri)
                 except NovaError as exc:
                     yield SourceFailure(source=uri, reason=exc.text)
-                except OSError as exc:
-                    yield SourceFailure(source=uri, reason=f"cannot write the download: {exc.strerror or exc}")
 
     def _object(self, bucket: str, key: str, uri: str) -> SourceRef:
-        """Download to ``download_dir/<hash of uri>/<name>`` (keys never become paths), hashing on the way."""
-        name = PurePosixPath(key).name or "object"
-        dest = self.download_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
-        with s3_errors(uri):
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
-            with dest.open("wb") as out:
-                for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if size > self.limits.max_file_bytes:
-                        out.close()
-                        dest.unlink(missing_ok=True)
-                        self.check_size(size, uri)
-                    out.write(chunk)
+        """HeadObject only: the version (checksum or ETag), size and type, so an unchanged object costs one
+        HEAD and no download. The type comes from the key's extension; a key without a known one is sniffed
+        from a ranged read of its first MiB (keys never become paths)."""
         try:
-            ref = self.read_local(dest, dest.parent, uri, "s3", uri)
-        except NovaError:
-            dest.unlink(missing_ok=True)
+            with s3_errors(uri, "HeadObject"):
+                head = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except NotFound:
+            self._bucket_exists(bucket, uri)  # HEAD answers a bare 404 for a missing object and a missing bucket
             raise
-        if ref.content_hash != digest.hexdigest():
-            raise InvalidInput(f"{uri}: the download changed on disk before it was read; index it again.")
-        return ref
+        size = int(head.get("ContentLength") or 0)
+        if size == 0:
+            raise InvalidInput(f"zero-byte file: {uri} is empty.")
+        found = format_of_key(key)
+        if found is None:
+            with s3_errors(uri, "GetObject"):
+                probe = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{TEXT_PROBE_BYTES}")["Body"].read()
+            found = sniff_head(probe, PurePosixPath(key).name)
+        self.check_size(size, uri, found)
+        etag = str(head.get("ETag") or "").strip('"') or None
+        return SourceRef(
+            uri=uri,
+            display=uri,
+            kind="s3",
+            format=found.format,
+            modality=found.modality,
+            size=size,
+            content_hash=object_version(head, uri),
+            etag=etag,
+        )
+
+    def _bucket_exists(self, bucket: str, uri: str) -> None:
+        """Raise "the bucket does not exist" when it does not (asked only after a HEAD said 404)."""
+        try:
+            with s3_errors(uri, "HeadBucket"):
+                self.s3.head_bucket(Bucket=bucket)
+        except NotFound:
+            raise NotFound(f"{uri}: the bucket does not exist.") from None
+        except NovaError:
+            return  # cannot tell (e.g. no s3:ListBucket): the object's own 404 stands
+
+
+def object_version(head: Mapping[str, Any], uri: str) -> str:
+    """What names this version of an object: its SHA-256 checksum when S3 keeps one, else its ETag.
+
+    Compared with the committed marker's ``content_hash``, so an unchanged object is skipped without a byte read.
+    """
+    if checksum := head.get("ChecksumSHA256"):
+        return f"s3-sha256:{checksum}"
+    if etag := str(head.get("ETag") or "").strip('"'):
+        return f"s3-etag:{etag}"
+    raise InvalidInput(f"{uri}: S3 reported neither an ETag nor a checksum, so changes could not be detected.")
+
+
+_EXT_FORMATS = {
+    **{ext: "text" for ext in (".txt", ".text", ".csv", ".tsv", ".log", ".rst", ".json", ".jsonl", ".yaml", ".yml")},
+    ".pdf": "pdf",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".gif": "gif",
+    ".webp": "webp",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".mp3": "mp3",
+    ".wav": "wav",
+    ".ogg": "ogg",
+    ".flac": "flac",
+    ".m4a": "m4a",
+    ".aac": "aac",
+    ".aif": "aiff",
+    ".aiff": "aiff",
+    ".wma": "wma",
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "mkv",
+    ".webm": "webm",
+    ".flv": "flv",
+    ".mpeg": "mpeg",
+    ".mpg": "mpeg",
+    ".ts": "ts",
+    ".3gp": "3gp",
+    ".avi": "avi",
+    ".wmv": "wmv",
+    ".ogv": "ogv",
+}
+
+
+def format_of_key(key: str) -> Detected | None:
+    """The format an S3 key's name declares (checked against the bytes whenever they are downloaded), or None."""
+    name = PurePosixPath(key).name.lower()
+    ext = PurePosixPath(name).suffix
+    if ext in MARKDOWN_EXTS:
+        return detected("markdown")
+    if ext in HTML_EXTS:
+        return detected("html")
+    if ext in CODE_EXTS or name in CODE_NAMES:
+        return detected("code")
+    fmt = _EXT_FORMATS.get(ext)
+    return detected(fmt) if fmt else None
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -140,25 +217,28 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
 @contextmanager
-def s3_errors(uri: str) -> Iterator[None]:
-    """Turn botocore failures into NovaErrors that name the object."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+def s3_errors(uri: str, operation: str = "GetObject") -> Iterator[None]:
+    """Turn botocore failures into NovaErrors that name the object: a missing object or bucket and a version
+    that changed meanwhile in our words, everything else through `aws_errors.translate` (which scrubs secrets
+    and presigned URLs and names the IAM action, e.g. s3:GetObject)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from nova_mcp_server.aws_errors import S3, error_code, translate
 
     try:
         yield
-    except NoCredentialsError:
-        raise AccessDenied(f"{uri}: no AWS credentials.", "Configure a profile or AWS_* variables.") from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = error.get("Message") or code
-        if code in ("NoSuchKey", "404", "NotFound"):
+    except (BotoCoreError, ClientError) as exc:
+        code = error_code(exc)
+        if code in _MISSING:
             raise NotFound(f"{uri} does not exist.") from None
         if code == "NoSuchBucket":
             raise NotFound(f"{uri}: the bucket does not exist.") from None
-        if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise AccessDenied(f"{uri}: access denied by S3 ({message}).") from None
-        raise InvalidInput(f"{uri}: S3 refused the request ({code}: {message}).") from None
-    except BotoCoreError as exc:
-        raise InvalidInput(f"{uri}: S3 request failed ({exc}).") from None
+        if code in ("PreconditionFailed", "412"):
+            raise InvalidInput(
+                f"{uri} changed after it was checked; it was not indexed.", "Index it again once it is written."
+            ) from None
+        raise translate(exc, service=S3, operation=operation, resource=uri) from None

@@ -189,9 +189,7 @@ class _Resolver:
             recursive=recursive,
             wanted=self._key_wanted,
             limits=limits,
-            download_dir=download_dir,
-            read_local=self._read,
-            check_size=lambda size, display: self._check_size(size, display, None),
+            check_size=self._check_size,
         )
 
     def _key_wanted(self, rel: str) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from nova_mcp_server import keys
-from nova_mcp_server.embedders.nova_async import NovaAsyncMedia, time_label
-from nova_mcp_server.errors import IndexNotFound, NovaError
+from nova_mcp_server.embedders.nova_async import NovaAsyncMedia, char_label, time_label
+from nova_mcp_server.errors import IndexNotFound, InvalidInput, NovaError
 from nova_mcp_server.ingest.model import SourceRef
+from nova_mcp_server.ingest.text import chunk_size_for
 from nova_mcp_server.jobstore import LEASE_SECONDS, AsyncJobStore, new_job_id
 from nova_mcp_server.models import Locator
 from nova_mcp_server.schema import ResultStatus
@@ -43,7 +44,17 @@ class MediaJobs:
         self.policy = policy
         self.lease_seconds = lease_seconds
 
+    def _text_chunk(self) -> int:
+        return chunk_size_for(self.policy.embedder.info)
+
     async def wants(self, source: SourceRef) -> bool:
+        if source.kind == "s3" and source.local_path is None:  # resolved by HEAD: Nova reads it by reference
+            try:
+                return self.nova.wants_by_reference(
+                    source.modality, source.format, source.size, text_chunk=self._text_chunk()
+                )
+            except InvalidInput as exc:
+                raise InvalidInput(f"{source.display}: {exc.text}") from None
         return await self.nova.wants(source.modality, source.local_path, source.format, source.size)
 
     async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str:
@@ -56,6 +67,8 @@ class MediaJobs:
             format=source.format,
             modality=source.modality,
             duration=duration,
+            size=source.size,
+            text_chunk=self._text_chunk(),
         )
         payload.update(user_meta=user_meta, old_count=old_count)
         job_id = new_job_id()
@@ -104,14 +117,19 @@ class MediaJobs:
                 failures.append(f"segment {rec.index}: {rec.failure_reason or 'failed'} {rec.message or ''}".strip())
                 continue
             ordinal = len(records)
+            text = payload["modality"] == "text"  # char ranges; the text is read back from S3 (reading)
             meta = segment_metadata(
                 uri=uri,
                 modality=payload["modality"],
                 format=payload["format"],
                 ordinal=ordinal,
-                locator=Locator(start_s=rec.start_seconds, end_s=rec.end_seconds),
+                locator=Locator(char_start=rec.char_start, char_end=rec.char_end)
+                if text
+                else Locator(start_s=rec.start_seconds, end_s=rec.end_seconds),
                 user_meta=payload["user_meta"],
-                snippet=time_label(payload["source_display"], rec.start_seconds, rec.end_seconds),
+                snippet=char_label(payload["source_display"], rec.char_start, rec.char_end)
+                if text
+                else time_label(payload["source_display"], rec.start_seconds, rec.end_seconds),
                 extra={"embedding_type": rec.embedding_type.value},
             )
             records.append(float32_record(keys.vector_key(sid, ordinal), rec.embedding, meta))

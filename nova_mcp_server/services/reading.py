@@ -7,7 +7,7 @@ by deterministic key (ordinal +- N), never by a filtered query, so they are exac
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -20,6 +20,7 @@ from nova_mcp_server.services.threads import off_loop
 from nova_mcp_server.stores.base import MAX_GET, VectorStore
 
 MAX_CONTEXT = 10
+SourceText = Callable[[str, int | None, int | None], str]  # (s3 uri, char_start, char_end) -> those characters
 PAGE_WINDOW = 60  # ordinals searched either side for the other segments of a PDF page
 
 
@@ -56,11 +57,13 @@ class Reading:
         allowed_roots: Sequence[str | os.PathLike[str]],
         *,
         default_index: str,
+        source_text: SourceText | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.allowed_roots = list(allowed_roots)
         self.default_index = default_index
+        self.source_text = source_text  # reads an S3 text's characters (segments Nova read by reference)
 
     async def fetch(
         self,
@@ -92,12 +95,14 @@ class Reading:
         )
         if keys.TEXT_KEY not in info.non_filterable_keys and meta.get(keys.SNIPPET_KEY):
             result.note = "this index predates full-text storage: text is the stored snippet (re-index for full text)"
+        this = _passage(name, key, meta)
+        if self.source_text is not None and _read_back(meta):
+            result.text = this.text = await off_loop(self.source_text, meta["source"], this.char_start, this.char_end)
         sid, ordinal = key.rsplit("-", 1)[0], keys.ordinal_of(key)
         window = max(context, PAGE_WINDOW if result.page is not None else 0, 30 if result.start_s is not None else 0)
         around = await self._around(name, sid, ordinal, window)
         near = [p for p in around if abs(keys.ordinal_of(p.key) - ordinal) <= context and p.key != key]
         result.context = near
-        this = _passage(name, key, meta)
         if context:
             result.joined_text = join_by_chars([p for p in [*near, this] if p.text]) or None
         if result.page is not None:
@@ -148,6 +153,12 @@ class Reading:
         if modality == "video" and where.start_s is not None:
             return thumbnails.frame_png(raw, where.start_s, max_bytes), f"the frame at {where.start_s:g} s of {source}"
         return None, None
+
+
+def _read_back(meta: dict[str, Any]) -> bool:
+    """A text segment of an S3 object that Nova read by reference: its text is in the object, not the record."""
+    source = str(meta.get("source") or "")
+    return meta.get("modality") == "text" and not meta.get(keys.TEXT_KEY) and source.startswith("s3://")
 
 
 def _passage(index: str, key: str, meta: dict[str, Any]) -> Passage:

@@ -358,7 +358,7 @@ def s3(tmp_path: Path) -> Iterator[Any]:
         yield client
 
 
-def test_s3_object_is_downloaded_and_hashed(s3: Any, tmp_path: Path) -> None:
+def test_s3_object_is_resolved_by_head_without_a_download(s3: Any, tmp_path: Path) -> None:
     sources, failures = resolve(["s3://media-bucket/docs/a.md"], [], tmp_path, s3_client=s3)
     assert failures == []
     [src] = sources
@@ -368,9 +368,9 @@ def test_s3_object_is_downloaded_and_hashed(s3: Any, tmp_path: Path) -> None:
         "s3",
         "markdown",
     )
-    assert src.local_path is not None and src.local_path.read_bytes() == b"# A\n\nalpha"
-    assert src.local_path.is_relative_to(tmp_path / "downloads")
-    assert src.content_hash == hashlib.sha256(b"# A\n\nalpha").hexdigest() and src.size == 10
+    assert src.local_path is None and not (tmp_path / "downloads").exists()  # bytes are read only when needed
+    md5 = hashlib.md5(b"# A\n\nalpha").hexdigest()  # a single-part object's ETag
+    assert (src.content_hash, src.etag, src.size) == (f"s3-etag:{md5}", md5, 10)
 
 
 def test_s3_prefix_listing_filters_and_recursion(s3: Any, tmp_path: Path) -> None:
@@ -390,9 +390,14 @@ def test_s3_prefix_listing_filters_and_recursion(s3: Any, tmp_path: Path) -> Non
 
 
 def test_s3_key_cannot_escape_the_download_dir(s3: Any, tmp_path: Path) -> None:
+    from nova_mcp_server.ingest.limits import Limits
+    from nova_mcp_server.ingest.s3_objects import downloaded
+
     sources, failures = resolve(["s3://media-bucket/../../escape.txt"], [], tmp_path, s3_client=s3)
     assert failures == []
-    assert sources[0].local_path.resolve().is_relative_to((tmp_path / "downloads").resolve())
+    with downloaded(sources[0], client=s3, folder=tmp_path / "downloads", limits=Limits()) as local:
+        assert local.local_path is not None and local.local_path.read_bytes() == b"path traversal in a key"
+        assert local.local_path.resolve().is_relative_to((tmp_path / "downloads").resolve())
 
 
 def test_s3_bucket_allow_list_and_missing_objects(s3: Any, tmp_path: Path) -> None:

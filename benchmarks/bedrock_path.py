@@ -22,6 +22,7 @@ alone on the same requests (no store, no ingest) is timed in the same process as
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import tempfile
 import threading
@@ -329,6 +330,12 @@ def put_serialization_seconds(rounds: int = 3) -> float:
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
+def _load() -> list[float] | None:
+    """The machine's 1/5/15-minute load average (None where the OS has none, e.g. Windows)."""
+    getloadavg = getattr(os, "getloadavg", None)
+    return [round(x, 2) for x in getloadavg()] if getloadavg else None
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bedrock_path", description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=2000, help="segments per run (default 2000)")
@@ -350,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     fake_aws_env()
     from moto import mock_aws
 
+    load_before = _load()
     serialization = put_serialization_seconds()
     results: list[RunResult] = []
     floors: list[float] = []
@@ -412,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"for {args.chunks} requests: {', '.join(f'{f:.2f}' for f in floors)} s (ideal {ideal:.2f} s)",
     )
     data = {
+        "load_average": {"before": load_before, "after": _load()},  # 1/5/15-minute loadavg of the shared machine
         "parameters": {
             "chunks": args.chunks,
             "latency_s": args.latency,

@@ -5,7 +5,8 @@
     python -m benchmarks.load --duration 30 --searchers 50 --indexers 4
 
 The server is the console script (`nova-multimodal-mcp --transport streamable-http`) on the local backend with
-the tests' tiny CLIP model (or `--model-path`). Each searcher and each indexer is its own MCP client session
+a model of realistic cost: `random_clip.py`'s random-weight text tower of CLIP ViT-B/32's size (`--smoke`:
+the tests' 16-d tiny CLIP, which makes embeddings nearly free; `--model-path`: any local CLIP folder). Each searcher and each indexer is its own MCP client session
 calling `semantic_search` / `index_content` back to back for the whole duration; every indexer call indexes
 one new, unique text. At the end the store is counted: every text an indexer was told was indexed must be
 there exactly once (vectors lost = acknowledged texts missing; extra = keys nobody asked for).
@@ -174,20 +175,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--searchers", type=int, default=50)
     parser.add_argument("--indexers", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="5 s, 10 searchers, 2 indexers")
-    parser.add_argument("--model-path", type=Path, help="local CLIP folder (default: the tests' tiny model)")
+    parser.add_argument(
+        "--model-path", type=Path, help="local CLIP folder (default: random-weight CLIP-B/32-size text tower)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args(argv)
     if args.smoke:
         args.duration, args.searchers, args.indexers = 5.0, 10, 2
 
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine, before our own load
     work = Path(tempfile.mkdtemp(prefix="nova-load-"))
     try:
         model = args.model_path
-        if model is None:
+        if model is not None:
+            label = f"local CLIP folder {model}"
+        elif args.smoke:
             sys.path.insert(0, str(ROOT / "tests"))
             from fixtures.tiny_clip import build_tiny_clip
 
-            model = Path(build_tiny_clip(work / "tiny-clip"))
+            model, label = Path(build_tiny_clip(work / "tiny-clip")), "tiny CLIP test model (16-d word lookup)"
+        else:
+            from benchmarks.random_clip import LABEL, build_random_clip
+
+            model, label = build_random_clip(work / "random-clip"), LABEL
         data = work / "data"
         data.mkdir()
         port = free_port()
@@ -205,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                 "searchers": args.searchers,
                 "indexers": args.indexers,
                 "transport": "streamable-http",
-                "backend": "local (tiny CLIP test model)" if args.model_path is None else f"local ({model})",
+                "backend": "local",
+                "model": label,
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-                "loadavg": [round(x, 2) for x in os.getloadavg()],
+                "loadavg_before": load_before,
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             },
             "requests": requests,
             "requests_per_s": round(requests / run["elapsed"], 1),

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.from_thread
@@ -33,7 +33,14 @@ import numpy as np
 from anyio.lowlevel import RunVar
 
 from nova_mcp_server.embedders.base import EmbedderInfo
-from nova_mcp_server.embedders.batching import IMAGE_BATCH, decode_image, prefetched, token_batches
+from nova_mcp_server.embedders.batching import (
+    IMAGE_BATCH,
+    MAX_TEXT_BATCH,
+    Coalescer,
+    decode_image,
+    prefetched,
+    token_batches,
+)
 from nova_mcp_server.embedders.families import (
     DEFAULT_FAMILY,
     FAMILIES,
@@ -112,7 +119,7 @@ class LocalEmbedder:
         self.threads = threads
         self.hub_timeout = hub_timeout
         self._max_concurrency = max_concurrency
-        self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"nova_local_embedder_{id(self)}")
+        self._coalescer: RunVar[Coalescer[_Job, dict[int, EmbeddingItem]]] = RunVar(f"nova_local_embedder_{id(self)}")
 
         model_id, dimension, max_chars = family.name, family.dimension, family.max_text_chars
         if self.model_path is not None:
@@ -168,7 +175,7 @@ class LocalEmbedder:
             return []
         if self._loaded is None:
             await anyio.to_thread.run_sync(self._load_once)
-        items = await anyio.to_thread.run_sync(self._embed_blocking, texts, images, limiter=self._capacity())
+        items = await self._runs().submit((texts, images))
         return [[items[i]] for i in range(len(requests))]
 
     def _check(self, where: str, request: SingleEmbeddingRequest) -> tuple[str, Any, TruncationMode]:
@@ -207,14 +214,38 @@ class LocalEmbedder:
     def dimension(self) -> int:
         return self.info.default_dimension
 
-    def _capacity(self) -> anyio.CapacityLimiter:
-        """One limiter per event loop (anyio primitives belong to the loop that made them)."""
+    def _runs(self) -> Coalescer[_Job, dict[int, EmbeddingItem]]:
+        """The model runs of this event loop (anyio primitives belong to the loop that made them): at most
+        ``max_concurrency`` at once, and text-only calls that wait for one share the next run."""
         try:
-            return self._limiter.get()
+            return self._coalescer.get()
         except LookupError:
-            limiter = anyio.CapacityLimiter(self._max_concurrency)
-            self._limiter.set(limiter)
-            return limiter
+            runs = Coalescer(self._embed_jobs, max_items=MAX_TEXT_BATCH, size=_job_size, runners=self._max_concurrency)
+            self._coalescer.set(runs)
+            return runs
+
+    def _embed_jobs(self, jobs: list[_Job]) -> list[dict[int, EmbeddingItem] | BaseException]:
+        """Several calls' texts in one model run; if that run fails, each call alone, so each gets its own
+        error (with its own request numbers) and the others their vectors."""
+        if len(jobs) == 1:
+            try:
+                return [self._embed_blocking(*jobs[0])]
+            except Exception as exc:
+                return [exc]
+        merged: list[tuple[int, str, TruncationMode]] = []
+        owners: list[tuple[int, int]] = []  # (call, request number in that call) of each merged text
+        for n, (texts, _images) in enumerate(jobs):
+            for i, text, mode in texts:
+                owners.append((n, i))
+                merged.append((len(merged), text, mode))
+        try:
+            items = self._embed_blocking(merged, [])
+        except Exception:
+            return [self._embed_jobs([job])[0] for job in jobs]
+        out: list[dict[int, EmbeddingItem] | BaseException] = [{} for _ in jobs]
+        for k, (n, i) in enumerate(owners):
+            cast(dict[int, EmbeddingItem], out[n])[i] = items[k]
+        return out
 
     def _embed_blocking(
         self, texts: list[tuple[int, str, TruncationMode]], images: list[tuple[int, bytes]]
@@ -443,6 +474,15 @@ class LocalEmbedder:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+
+
+_Job = tuple[list[tuple[int, str, TruncationMode]], list[tuple[int, bytes]]]  # one call's (texts, images)
+
+
+def _job_size(job: _Job) -> int:
+    """Texts a call adds to a shared run; a call with images runs alone (its decode errors stay its own)."""
+    texts, images = job
+    return MAX_TEXT_BATCH if images else len(texts)
 
 
 def _truthy(value: str | None) -> bool:

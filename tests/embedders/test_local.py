@@ -16,8 +16,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 from fixtures.tiny_clip import MAX_TOKENS, TINY_MODEL_ID, build_tiny_clip
@@ -565,3 +567,49 @@ async def test_a_cached_jina_repository_loads_without_the_network(
     monkeypatch.setattr(embedder, "_hub_unreachable", lambda: pytest.fail("a cached model needs no hub"))
     red = await vectors(embedder, [text_request("red"), image_request(png(RGB["red"]))])
     assert red[0] @ red[1] > 0.95 and embedder.status() == "ready"
+
+
+# ---- concurrent calls share model runs ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_concurrent_calls_share_a_run_and_keep_their_own_answers(tiny_clip: Path) -> None:
+    """While one call's run is in progress, later calls queue and go as one run; each gets exactly the
+    vectors it would get alone, and a call whose text breaks the rules fails alone with its own numbering."""
+    embedder = LocalEmbedder(model_path=tiny_clip)
+    texts = ["red car", "green tree", "blue sky", "yellow sun"]
+    alone = [await vectors(embedder, [text_request(t)]) for t in texts]
+    gate, started = threading.Event(), threading.Event()
+    runs: list[int] = []
+    real = embedder._embed_blocking
+
+    def gated(texts_: list[Any], images: list[Any]) -> Any:
+        runs.append(len(texts_))
+        if len(runs) == 1:
+            started.set()
+            gate.wait(10)
+        return real(texts_, images)
+
+    embedder._embed_blocking = gated  # type: ignore[method-assign]
+    too_long = " ".join(["red"] * (MAX_TOKENS + 10))
+    got: dict[int, Any] = {}
+
+    async def call(n: int, requests: list[SingleEmbeddingRequest]) -> None:
+        try:
+            got[n] = await vectors(embedder, requests)
+        except InvalidInput as exc:
+            got[n] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, 0, [text_request(texts[0])])
+        await anyio.to_thread.run_sync(started.wait, 10)
+        for n, t in enumerate(texts[1:], start=1):
+            tg.start_soon(call, n, [text_request(t)])
+        tg.start_soon(call, 9, [text_request("red"), text_request(too_long, TruncationMode.NONE)])
+        for _ in range(30):
+            await anyio.lowlevel.checkpoint()
+        gate.set()
+    assert runs[:2] == [1, 5]  # the first call alone, then the four queued calls' five texts in one run
+    for n in range(4):
+        np.testing.assert_allclose(got[n], alone[n], atol=1e-6)
+    assert isinstance(got[9], InvalidInput) and got[9].text.startswith("Request 1: the text is")

@@ -160,6 +160,13 @@ class LocalAdapter:
         if not self.OPTIONS.get("auto_maintain", True) and self.OPTIONS.get("ann", True):
             self.store.optimize("bench")
 
+    def attach(self, root: Path) -> None:
+        """Use the store an earlier run built and kept under `root` (`--keep`)."""
+        from nova_mcp_server.stores.local import LocalVectorStore
+
+        self.root = root
+        self.store = LocalVectorStore(root, **self.OPTIONS, **SMALL)
+
     def reopen(self) -> None:
         from nova_mcp_server.stores.local import LocalVectorStore
 
@@ -516,6 +523,7 @@ class RunResult:
     build_s: float = 0.0  # after the puts: ANN build / index save / compaction (`finish`), not in ingest
     filters: dict[str, FilterResult] = field(default_factory=dict)
     concurrency: dict[str, float] = field(default_factory=dict)
+    built: dict[str, Any] = field(default_factory=dict)  # `--keep`: when and at what load ingest and build ran
 
 
 def run(
@@ -528,35 +536,56 @@ def run(
     work: Path,
     budget_s: float = 1e9,
     threads: int = 0,
+    keep: bool = False,
 ) -> RunResult:
     data = make_vectors(n, dim, seed)
     metadata = make_metadata(n, seed)
     queries = make_queries(data, n_queries, seed)
     keys = [f"{m['source']}#{m['segment']}" for m in metadata]
 
-    adapter.create(work, dim)
-    put_seconds = 0.0
-    for start in range(0, n, MAX_PUT):
-        stop = min(n, start + MAX_PUT)
-        batch = (keys[start:stop], data[start:stop], metadata[start:stop])
-        began = time.perf_counter()
-        adapter.put(*batch)
-        put_seconds += time.perf_counter() - began
-    finish = getattr(adapter, "finish", None)
-    build = 0.0
-    if finish is not None:
-        began = time.perf_counter()
-        finish()
-        build = time.perf_counter() - began
-    disk = adapter.disk_bytes()
+    built = work / "built.json"
+    if keep and built.exists() and hasattr(adapter, "attach"):
+        kept = json.loads(built.read_text())
+        adapter.attach(work)
+        put_rate, build, disk = kept["ingest_vectors_per_s"], kept["build_s"], kept["disk_bytes"]
+    else:
+        adapter.create(work, dim)
+        put_seconds = 0.0
+        load_before = os.getloadavg()
+        for start in range(0, n, MAX_PUT):
+            stop = min(n, start + MAX_PUT)
+            batch = (keys[start:stop], data[start:stop], metadata[start:stop])
+            began = time.perf_counter()
+            adapter.put(*batch)
+            put_seconds += time.perf_counter() - began
+        finish = getattr(adapter, "finish", None)
+        build = 0.0
+        if finish is not None:
+            began = time.perf_counter()
+            finish()
+            build = time.perf_counter() - began
+        disk = adapter.disk_bytes()
+        put_rate = n / put_seconds
+        kept = {
+            "ingest_vectors_per_s": put_rate,
+            "build_s": build,
+            "disk_bytes": disk,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        }
+        if keep:
+            built.write_text(json.dumps(kept) + "\n")
 
     began = time.perf_counter()
     adapter.reopen()
     adapter.query(queries[0], k, None)
     open_first = (time.perf_counter() - began) * 1000
     result = RunResult(
-        adapter.name, n, dim, n / put_seconds, open_first, disk / 1e6, getattr(adapter, "FIDELITY", "exact"), build
+        adapter.name, n, dim, put_rate, open_first, disk / 1e6, getattr(adapter, "FIDELITY", "exact"), build
     )
+    if keep:
+        result.built = kept
 
     supported = getattr(adapter, "FILTERS_SUPPORTED", set(FILTERS))
     for label, flt in FILTERS.items():
@@ -744,6 +773,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--work", type=Path, default=None, help="where the stores write (default: a temp dir)")
     parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep our stores under this directory and reuse one built with the same n, dim and seed (the 1M "
+        "run: ingest and build figures then come from the run that built it, `built` in the JSON says when)",
+    )
+    parser.add_argument(
         "--merge",
         type=Path,
         default=None,
@@ -764,15 +800,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = []
     for store in args.stores:
         for dim in args.dims:
-            work = Path(tempfile.mkdtemp(prefix=f"bench-{store}-{dim}-", dir=args.work))
+            ours = store.startswith("local")
+            keep = args.keep is not None and ours
+            if keep:
+                work = args.keep / f"{store}-{args.n}x{dim}-seed{args.seed}"
+                if not (work / "built.json").exists():
+                    shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True, exist_ok=True)
+            else:
+                work = Path(tempfile.mkdtemp(prefix=f"bench-{store}-{dim}-", dir=args.work))
             try:
                 adapter = ADAPTERS[store]()
-                threads = args.threads if store.startswith("local") else 0
+                threads = args.threads if ours else 0
                 results.append(
-                    run(adapter, args.n, dim, args.queries, args.top_k, args.seed, work, args.budget, threads)
+                    run(adapter, args.n, dim, args.queries, args.top_k, args.seed, work, args.budget, threads, keep)
                 )
             finally:
-                shutil.rmtree(work, ignore_errors=True)
+                if not keep:
+                    shutil.rmtree(work, ignore_errors=True)
             print(table(results[-1:], args.top_k), flush=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -309,10 +309,12 @@ def _exact(value: Any) -> Any:
 
 class _Column:
     """All values of one key: rows where it is present, plus one entry per scalar or list element, split by
-    type (strings as integer codes), each entry tagged with its row. Entries live in frozen numpy arrays
-    plus Python lists of the entries added since the last `freeze` (which folds them into the arrays)."""
+    type (strings as integer codes), each entry tagged with its row. Entries live in numpy arrays plus Python
+    lists of the entries added since the last `freeze`, which appends them to the arrays' buffers (grown by
+    doubling, so a store that freezes after every 500-row batch copies each entry O(1) times, not O(n)).
+    Readers keep views of the arrays: appending writes only past their ends."""
 
-    __slots__ = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals", "strings", "arrays")
+    __slots__ = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals", "strings", "arrays", "_bufs")
 
     def __init__(self) -> None:
         self.present: list[int] = []
@@ -323,7 +325,11 @@ class _Column:
         self.b_rows: list[int] = []
         self.b_vals: list[bool] = []
         self.strings: dict[str, int] = {}
-        self.arrays: tuple[np.ndarray, ...] = tuple(np.empty(0, dtype=d) for d in _DTYPES)
+        self.set_arrays(tuple(np.empty(0, dtype=d) for d in _DTYPES))
+
+    def set_arrays(self, arrays: tuple[np.ndarray, ...]) -> None:
+        self.arrays = arrays
+        self._bufs = list(arrays)
 
     def add(self, row: int, value: Any) -> None:
         self.present.append(row)
@@ -347,13 +353,21 @@ class _Column:
 
     def freeze(self) -> tuple[np.ndarray, ...]:
         if self.present:
-            tails = [getattr(self, f) for f in _FIELDS]
-            self.arrays = tuple(
-                np.concatenate((a, np.asarray(t, dtype=d))) if t else a
-                for a, t, d in zip(self.arrays, tails, _DTYPES, strict=True)
-            )
-            for t in tails:
-                t.clear()
+            arrays = list(self.arrays)
+            for i, (name, dtype) in enumerate(zip(_FIELDS, _DTYPES, strict=True)):
+                tail = getattr(self, name)
+                if not tail:
+                    continue
+                size, buf = len(arrays[i]), self._bufs[i]
+                need = size + len(tail)
+                if len(buf) < need:
+                    grown = np.empty(max(need, 2 * len(buf), 256), dtype=dtype)
+                    grown[:size] = arrays[i]
+                    buf = self._bufs[i] = grown
+                buf[size:need] = tail
+                arrays[i] = buf[:need]
+                tail.clear()
+            self.arrays = tuple(arrays)
         return self.arrays
 
 
@@ -408,7 +422,7 @@ class MetadataColumns:
                     arrays.append(values[keep])
             fresh = out._columns[key] = _Column()
             fresh.strings = dict(column.strings)
-            fresh.arrays = tuple(arrays)
+            fresh.set_arrays(tuple(arrays))
         return out
 
     def save(self, path: Path, tag: Mapping[str, Any]) -> None:
@@ -452,8 +466,8 @@ class MetadataColumns:
                 for i, (key, strings) in enumerate(zip(header["keys"], header["strings"], strict=True)):
                     column = out._columns[key] = _Column()
                     column.strings = {s: code for code, s in enumerate(strings)}
-                    column.arrays = tuple(
-                        np.asarray(z[f"{i}.{f}"], dtype=d) for f, d in zip(_FIELDS, _DTYPES, strict=True)
+                    column.set_arrays(
+                        tuple(np.asarray(z[f"{i}.{f}"], dtype=d) for f, d in zip(_FIELDS, _DTYPES, strict=True))
                     )
                 return out
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):

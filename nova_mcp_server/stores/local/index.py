@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from nova_mcp_server.durable import sqlite_durability
 from nova_mcp_server.stores.base import IndexInfo
@@ -40,6 +42,7 @@ from nova_mcp_server.stores.local.vectorfile import (
 
 DB_FILE = "index.sqlite"
 POOL_IDLE = 2  # idle reader connections kept per index (each costs three file descriptors)
+MASK_CACHE = 32  # filter masks kept per index (1 MB each at 1M rows)
 SAVE_COLUMNS_MIN = 20_000  # rows parsed since the column cache file was written before it is rewritten
 
 
@@ -53,6 +56,7 @@ class View:
     version: int
     matrix: np.ndarray  # (rows, dimension) float32, memory-mapped
     sqnorms: np.ndarray  # (rows,) float32
+    inv_norms: np.ndarray  # (rows,) float32, 1/|x| (cosine scores); empty for euclidean
     live: np.ndarray  # (rows,) bool
     live_count: int
     ivf: Ivf | None
@@ -127,6 +131,8 @@ class Handle:
         self.columns_gen = -1
         self.columns_loaded = False
         self.columns_saved = 0
+        self._masks: OrderedDict[tuple[int, int, int, bytes], tuple[np.ndarray, int]] = OrderedDict()
+        self._masks_lock = threading.Lock()
 
     def gen_tag(self, gen: int) -> dict[str, Any]:
         return {**self.tag, "gen": gen}
@@ -204,13 +210,17 @@ class Handle:
             return base
         same = base is not None and base.gen == gen
         if base is not None and same and rows <= base.rows:
-            matrix, sqnorms = base.matrix[:rows], base.sqnorms[:rows]
+            matrix, sqnorms, inv = base.matrix[:rows], base.sqnorms[:rows], base.inv_norms[:rows]
             ivf, tail = base.ivf, base.tail_lists[: max(0, rows - base.ivf.clustered)] if base.ivf else base.tail_lists
         else:
             matrix = map_rows(vector_path(self.dir, gen), rows, self.dim)
             old = base.rows if base is not None and same else 0
             sqnorms = base.sqnorms if base is not None and same else np.empty(0, np.float32)
-            sqnorms = np.concatenate([sqnorms, self._norms(gen, matrix, old)])
+            fresh = self._norms(gen, matrix, old)
+            sqnorms = np.concatenate([sqnorms, fresh])
+            inv = base.inv_norms if base is not None and same else np.empty(0, np.float32)
+            if self.cosine:
+                inv = np.concatenate([inv, 1 / np.sqrt(np.maximum(fresh, np.float32(1e-30)))])
             ivf = base.ivf if base is not None and same else Ivf.load(ann_path(self.dir, gen), self.gen_tag(gen))
             tail = np.empty(0, np.int32)
             if ivf is not None:
@@ -220,7 +230,7 @@ class Handle:
         dead = np.fromiter((r for (r,) in db.execute("SELECT row FROM vectors WHERE dead = 1")), np.int64)
         live[dead[dead < rows]] = False  # clamp to the rows of this snapshot
         view = View(
-            gen, self.cosine, rows, version, matrix, sqnorms, live, int(rows - np.count_nonzero(~live)), ivf, tail
+            gen, self.cosine, rows, version, matrix, sqnorms, inv, live, int(rows - np.count_nonzero(~live)), ivf, tail
         )
         if base is None or version >= base.version:
             self.view = view
@@ -240,6 +250,27 @@ class Handle:
         return np.concatenate([cached, ivf.assign(matrix[start + len(cached) :])]).astype(np.int32, copy=False)
 
     # -- filter columns ------------------------------------------------------------------------------------
+
+    def matching(self, db: sqlite3.Connection, view: View, compiled: CompiledFilter) -> tuple[np.ndarray, int]:
+        """The live rows of `view` that pass the filter, as a mask, and how many there are. Cached per
+        (filter, view): an agent repeats a filter across queries, and evaluating one over a million rows'
+        columns costs milliseconds; any write makes a new view (a new `version`), so an entry never outlives
+        the rows it was computed for."""
+        if compiled.root is None:
+            return view.live, view.live_count
+        key = (view.gen, view.rows, view.version, orjson.dumps(compiled.source, option=orjson.OPT_SORT_KEYS))
+        with self._masks_lock:
+            hit = self._masks.get(key)
+            if hit is not None:
+                self._masks.move_to_end(key)
+                return hit
+        mask = self.filter_mask(db, view, compiled) & view.live
+        entry = (mask, int(np.count_nonzero(mask)))
+        with self._masks_lock:
+            self._masks[key] = entry
+            while len(self._masks) > MASK_CACHE:
+                self._masks.popitem(last=False)
+        return entry
 
     def filter_mask(self, db: sqlite3.Connection, view: View, compiled: CompiledFilter) -> np.ndarray:
         """The filter as a bool mask over the view's rows. The column cache is shared: filters are evaluated

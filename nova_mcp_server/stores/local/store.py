@@ -37,9 +37,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import orjson
 
 from nova_mcp_server.durable import sync_dir, write_file
 from nova_mcp_server.errors import IndexNotFound, InvalidInput
@@ -66,7 +67,7 @@ from nova_mcp_server.stores.filters import validate_filter
 from nova_mcp_server.stores.local import keywords, maintenance
 from nova_mcp_server.stores.local.ann import ANN_MIN_ROWS
 from nova_mcp_server.stores.local.index import DB_FILE, Handle, View, connect, read_state
-from nova_mcp_server.stores.local.search import NPROBE, search
+from nova_mcp_server.stores.local.search import NPROBE, search_masked, single_threaded_blas
 from nova_mcp_server.stores.local.vectorfile import vector_path
 
 FORMAT = 1
@@ -81,6 +82,15 @@ CREATE INDEX vectors_dead ON vectors(dead) WHERE dead = 1;
 CREATE TABLE state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO state VALUES ('gen', 0), ('rows', 0), ('dead', 0), ('version', 0);
 """
+
+
+def parse_metadata(text: str) -> dict[str, Any]:
+    """A row's stored metadata JSON (written by `metadata_json`): orjson, ~5x faster; the standard parser
+    for what orjson refuses (integers beyond 64 bits, which the metadata check admits)."""
+    try:
+        return cast(dict[str, Any], orjson.loads(text))
+    except orjson.JSONDecodeError:
+        return cast(dict[str, Any], json.loads(text))
 
 
 def _encode_token(last_key: str) -> str:
@@ -121,6 +131,7 @@ class LocalVectorStore:
         self.root = Path(root)
         self.keyword_fields = tuple(keyword_fields)  # metadata holding a record's words, first present wins
         self.root.mkdir(parents=True, exist_ok=True)
+        single_threaded_blas()
         self.policy = maintenance.Policy(
             ann=ann, ann_min_rows=ann_min_rows, compact_min_dead=compact_min_dead, compact_ratio=compact_ratio
         )
@@ -314,7 +325,7 @@ class LocalVectorStore:
         return VectorRecord(
             key=key,
             data=view.matrix[row].tolist() if data else None,
-            metadata=(json.loads(meta) if meta else {}) if metadata else None,
+            metadata=(parse_metadata(meta) if meta else {}) if metadata else None,
         )
 
     def get_vectors(
@@ -371,8 +382,8 @@ class LocalVectorStore:
             info = handle.info
             query = check_vector(vector, info.dimension, info.metric)
             compiled = validate_filter(filter, info.non_filterable_keys)
-            mask = handle.filter_mask(db, view, compiled) if compiled.root is not None else None
-            rows, distances = search(view, query, top_k, mask, self.nprobe)
+            mask, count = handle.matching(db, view, compiled)
+            rows, distances = search_masked(view, query, top_k, mask, count, self.nprobe)
             if not len(rows):
                 return []
             marks = ",".join("?" * len(rows))
@@ -382,14 +393,17 @@ class LocalVectorStore:
                     f"SELECT row, key, meta FROM vectors WHERE row IN ({marks})", [int(r) for r in rows]
                 )
             }
-        return [
-            QueryHit(
-                key=found[int(r)][0],
-                distance=float(d) if return_distance else None,
-                metadata=(json.loads(found[int(r)][1]) if found[int(r)][1] else {}) if return_metadata else None,
+        out = []
+        for r, d in zip(rows.tolist(), distances.tolist(), strict=True):
+            key, meta = found[r]
+            out.append(
+                QueryHit.model_construct(  # our own key, float and parsed JSON object: nothing to validate
+                    key=key,
+                    distance=d if return_distance else None,
+                    metadata=(parse_metadata(meta) if meta else {}) if return_metadata else None,
+                )
             )
-            for r, d in zip(rows, distances, strict=True)
-        ]
+        return out
 
     def keyword_query(
         self, index: str, text: str, *, top_k: int, filter: dict[str, Any] | None = None
@@ -421,7 +435,7 @@ class LocalVectorStore:
         for key, _score in ranked:
             if key in live and (mask is None or bool(mask[live[key][0]])):
                 meta = live[key][1]
-                hits.append(QueryHit(key=key, distance=None, metadata=json.loads(meta) if meta else {}))
+                hits.append(QueryHit(key=key, distance=None, metadata=parse_metadata(meta) if meta else {}))
             if len(hits) == top_k:
                 break
         return hits

@@ -1,0 +1,165 @@
+"""The local store's query path: cached filter masks never outlive the rows they were computed for, the
+vectorised probe and the blocked gather answer as the exact scan does, and BLAS runs single-threaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from stores_support import spec
+from threadpoolctl import threadpool_info
+
+from nova_mcp_server.stores.base import VectorRecord
+from nova_mcp_server.stores.filters import MetadataColumns, matches, validate_filter
+from nova_mcp_server.stores.local import LocalVectorStore
+from nova_mcp_server.stores.local import index as index_module
+from nova_mcp_server.stores.local import search as search_module
+
+DIM = 16
+
+
+def rows(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def put(store: LocalVectorStore, data: np.ndarray, start: int = 0, colour: str | None = None) -> None:
+    for s in range(0, len(data), 500):
+        store.put_vectors(
+            "idx",
+            [
+                VectorRecord.model_construct(
+                    key=f"k{start + i:05d}",
+                    data=data[i],
+                    metadata={"g": (start + i) % 7, "colour": colour or ["red", "blue"][(start + i) % 2]},
+                )
+                for i in range(s, min(len(data), s + 500))
+            ],
+        )
+
+
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts filter evaluations over the metadata columns (cache misses)."""
+    calls: list[int] = []
+    real = index_module.Handle.filter_mask
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(index_module.Handle, "filter_mask", counting)
+    return calls
+
+
+def test_a_repeated_filter_is_evaluated_once_per_view(tmp_path: Path, evaluations: list[int]) -> None:
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(600))
+    q = rows(1, seed=9)[0]
+    first = store.query_vectors("idx", q, top_k=5, filter={"g": 3, "colour": "red"})
+    again = store.query_vectors("idx", rows(1, seed=10)[0], top_k=5, filter={"colour": "red", "g": 3})
+    assert len(evaluations) == 1  # the same filter with its keys in another order: the cached mask
+    assert all(h.metadata == {"g": 3, "colour": "red"} for h in first + again)
+    store.query_vectors("idx", q, top_k=5, filter={"g": 4})
+    assert len(evaluations) == 2
+
+
+def test_a_cached_mask_never_outlives_a_write(tmp_path: Path, evaluations: list[int]) -> None:
+    """A put and a delete each make a new view; the filter is evaluated again and sees them."""
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(100))
+    flt = {"colour": "green"}
+    q = rows(1, seed=5)[0]
+    assert store.query_vectors("idx", q, top_k=5, filter=flt) == []
+    put(store, q[None, :], start=100, colour="green")  # the query itself, now matching
+    hits = store.query_vectors("idx", q, top_k=5, filter=flt)
+    assert [h.key for h in hits] == ["k00100"] and hits[0].distance == pytest.approx(0.0, abs=1e-6)
+    store.delete_vectors("idx", ["k00100"])
+    assert store.query_vectors("idx", q, top_k=5, filter=flt) == []
+    assert len(evaluations) == 3
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("flt", [None, {"g": {"$in": [1, 2, 3, 4]}}, {"colour": "red"}, {"g": 0, "colour": "blue"}])
+def test_probe_and_gather_agree_with_the_exact_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: str, flt: dict[str, Any] | None
+) -> None:
+    """With every list probed (nprobe = all) the IVF path must return exactly the exact scan's answer, for
+    filters wide (probe) and narrow (gathered in several blocks). No float64 re-rank margin: the float32
+    candidate scores alone must pick the right rows."""
+    monkeypatch.setattr(search_module, "RERANK_EXTRA", 0)
+    monkeypatch.setattr(search_module, "GATHER_BLOCK", 50)
+    data = rows(4000, seed=1)
+    ann = LocalVectorStore(tmp_path / "ann", ann_min_rows=1000, nprobe=4096)
+    exact = LocalVectorStore(tmp_path / "exact", ann=False)
+    for s in (ann, exact):
+        s.create_index(spec("idx", DIM, metric=metric))
+        put(s, data)
+    ann.optimize("idx")
+    for q in rows(5, seed=2):
+        got = ann.query_vectors("idx", q, top_k=10, filter=flt)
+        want = exact.query_vectors("idx", q, top_k=10, filter=flt)
+        assert [h.key for h in got] == [h.key for h in want]
+        assert [h.distance for h in got] == pytest.approx([h.distance for h in want], rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_a_probe_that_runs_out_of_lists_scored_every_matching_row_once(tmp_path: Path, metric: str) -> None:
+    """Widening until no list is left: the candidates are exactly the matching rows (sorted lists and the
+    unsorted tail), each with the exact scan's float32 score."""
+    store = LocalVectorStore(tmp_path, ann_min_rows=1000, auto_maintain=False)
+    store.create_index(spec("idx", DIM, metric=metric))
+    put(store, rows(3000, seed=1))
+    store.optimize("idx")
+    put(store, rows(700, seed=4), start=3000)  # a tail of rows not yet sorted into their lists
+    store.delete_vectors("idx", ["k00010", "k03001"])
+    with store._use("idx") as handle, handle.snapshot() as (db, view):
+        assert view.ivf is not None and view.ivf.clustered == 3000 and view.rows == 3700
+        mask, count = handle.matching(db, view, validate_filter({"colour": "red"}))
+        query = rows(1, seed=8)[0]
+        got_rows, got_scores = search_module.probe(view, query, mask, want=10**9, nprobe=3)
+        want_rows, want_scores = search_module.exact(view, query, mask, count)
+    assert sorted(got_rows.tolist()) == np.flatnonzero(mask).tolist() and len(got_rows) == count
+    by_row = dict(zip(want_rows.tolist(), want_scores.tolist(), strict=True))
+    assert got_scores.tolist() == pytest.approx([by_row[r] for r in got_rows.tolist()], rel=1e-5, abs=1e-5)
+
+
+def test_the_gather_covers_every_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrow filter over more rows than one gather block: the nearest match in the last block is found."""
+    monkeypatch.setattr(search_module, "GATHER_BLOCK", 7)
+    store = LocalVectorStore(tmp_path, ann=False)
+    store.create_index(spec("idx", DIM))
+    data = rows(300, seed=3)
+    put(store, data)
+    target = 293  # g == 293 % 7 == 6; 43 rows match, so 7 blocks
+    hits = store.query_vectors("idx", data[target], top_k=3, filter={"g": 6})
+    assert hits[0].key == f"k{target:05d}"
+    assert all(int(h.key[1:]) % 7 == 6 for h in hits)
+
+
+def test_blas_runs_single_threaded_once_a_store_exists(tmp_path: Path) -> None:
+    LocalVectorStore(tmp_path)
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas and all(info["num_threads"] == 1 for info in blas)
+
+
+def test_columns_grown_batch_by_batch_equal_columns_built_at_once() -> None:
+    """The doubling buffers: masks taken between batches stay as they were, and the final columns answer
+    as columns built in one step (and as the reference evaluator)."""
+    metas = [{"a": i % 5, "t": ["x", "y"][: 1 + i % 2], "s": f"v{i % 3}", "b": i % 2 == 0} for i in range(2000)]
+    grown, whole = MetadataColumns(), MetadataColumns()
+    whole.extend(metas)
+    flt = validate_filter({"$or": [{"a": {"$gte": 3}}, {"t": "y"}, {"s": "v1", "b": True}]})
+    before = None
+    for s in range(0, len(metas), 97):
+        grown.extend(metas[s : s + 97])
+        grown.freeze()
+        if s == 970:
+            before = grown.mask(flt)
+            snapshot = before.copy()
+    assert before is not None and (before == snapshot).all()
+    expected = [matches(m, flt) for m in metas]
+    assert grown.mask(flt).tolist() == whole.mask(flt).tolist() == expected

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from nova_mcp_server.errors import DimensionMismatch, InvalidInput, LimitExceeded, NovaError
@@ -186,6 +187,17 @@ def metadata_json(metadata: Mapping[str, Any]) -> str:
     return _JSON.encode(metadata)
 
 
+def _plain_json(metadata: dict[str, Any]) -> str:
+    """`metadata_json` through orjson (~20x faster), for metadata of plain strings, booleans, integers and
+    floats that print without an exponent: orjson writes those byte for byte as the standard encoder does
+    (checked on random values in tests/stores/test_metadata_json.py); exponents differ (`1e+16` / `1e16`), so
+    such floats, and integers beyond 64 bits or lone surrogates (which orjson refuses), take the standard path."""
+    try:
+        return orjson.dumps(metadata).decode()
+    except TypeError:
+        return metadata_json(metadata)
+
+
 def metadata_bytes(metadata: Mapping[str, Any]) -> int:
     """Size of metadata as compact UTF-8 JSON, the measure both stores apply to the 2 KB / 40 KB limits."""
     text = metadata_json(metadata)
@@ -232,6 +244,7 @@ def check_metadata_json(
             f"Metadata{where} has {len(metadata)} keys; at most {MAX_METADATA_KEYS} are allowed per vector."
         )
     clean: dict[str, Any] = {}
+    plain = True
     for name, value in metadata.items():
         if type(name) is not str or not name or name[0] == "$":
             raise InvalidInput(f"Metadata key {name!r}{where} is invalid; keys are non-empty and don't start with '$'.")
@@ -240,13 +253,16 @@ def check_metadata_json(
             kind is str
             or kind is bool
             or (kind is int and -1e308 < value < 1e308)
-            or (kind is float and math.isfinite(value))
             or (kind is list and all(type(e) is str for e in value))
         ):
             clean[name] = value  # the common case, without a call per value
+        elif kind is float and math.isfinite(value):
+            clean[name] = value
+            plain = plain and (value == 0 or 1e-4 <= abs(value) < 1e16)  # no exponent: see _plain_json
         else:
             clean[name] = _metadata_value(value, name, where)
-    text = metadata_json(clean)
+            plain = False
+    text = _plain_json(clean) if plain else metadata_json(clean)
     total = len(text) if text.isascii() else len(text.encode("utf-8"))
     if total > MAX_METADATA_BYTES:
         raise LimitExceeded(

@@ -31,6 +31,7 @@ Semantics (S3 Vectors docs, plus the decisions the docs leave open, marked *deci
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -293,6 +294,7 @@ def matches(metadata: Mapping[str, Any] | None, compiled: CompiledFilter) -> boo
 # ---- vectorised evaluator -------------------------------------------------------------------------------
 
 
+_EMPTY: Mapping[str, Any] = {}
 _FIELDS = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals")
 _DTYPES = (np.int64, np.int64, np.int64, np.int64, np.float64, np.int64, bool)
 
@@ -333,6 +335,9 @@ class _Column:
 
     def add(self, row: int, value: Any) -> None:
         self.present.append(row)
+        self._add_values(row, value)
+
+    def _add_values(self, row: int, value: Any) -> None:
         for e in value if type(value) is list or type(value) is tuple else (value,):
             kind = type(e)
             if kind is not str and kind is not bool and kind is not int and kind is not float:
@@ -350,6 +355,32 @@ class _Column:
             else:
                 self.n_rows.append(row)
                 self.n_vals.append(e)
+
+    def add_many(self, rows: list[int], values: list[Any], *, elements: bool = False) -> None:
+        """`add` for many (row, value) pairs at once: when all values share one plain type (the usual case: a
+        key holds strings, or numbers, or lists of strings) they go in with a few list operations instead of
+        a Python call per value. `elements`: the values are list elements (their rows are already present)."""
+        if not elements:
+            self.present.extend(rows)
+        kinds = set(map(type, values))
+        if kinds == {str}:
+            codes = self.strings
+            self.s_rows.extend(rows)
+            self.s_codes.extend([codes.setdefault(v, len(codes)) for v in values])
+        elif kinds and kinds <= {int, float}:
+            self.n_rows.extend(rows)
+            self.n_vals.extend(values)
+        elif kinds == {bool}:
+            self.b_rows.extend(rows)
+            self.b_vals.extend(values)
+        elif kinds == {list} and not elements:
+            lengths = list(map(len, values))
+            flat = list(itertools.chain.from_iterable(values))
+            if flat:
+                self.add_many(np.repeat(np.asarray(rows, np.int64), lengths).tolist(), flat, elements=True)
+        elif kinds:  # mixed types, tuples or subclasses: one at a time
+            for row, value in zip(rows, values, strict=True):
+                self._add_values(row, value if elements else value)
 
     def freeze(self) -> tuple[np.ndarray, ...]:
         if self.present:
@@ -384,18 +415,22 @@ class MetadataColumns:
         self._columns: dict[str, _Column] = {}
 
     def extend(self, metadatas: Iterable[Mapping[str, Any] | None]) -> None:
-        columns, skip, row = self._columns, self._skip, self.n
-        for meta in metadatas:
-            if meta:
-                for key, value in meta.items():
-                    column = columns.get(key)
-                    if column is None:
-                        if key in skip:
-                            continue
-                        column = columns[key] = _Column()
-                    column.add(row, value)
-            row += 1
-        self.n = row
+        """Append rows n, n+1, ...: key by key, each key's values collected in one pass over the batch and
+        added at once (`_Column.add_many`), not one Python call per value."""
+        metas = [m if m else _EMPTY for m in metadatas]
+        first = self.n
+        for key in set().union(*metas) - self._skip if metas else ():
+            try:  # the usual case: every row has the key
+                values = [m[key] for m in metas]
+                rows = list(range(first, first + len(metas)))
+            except KeyError:
+                rows = [first + i for i, m in enumerate(metas) if key in m]
+                values = [metas[r - first][key] for r in rows]
+            column = self._columns.get(key)
+            if column is None:
+                column = self._columns[key] = _Column()
+            column.add_many(rows, values)
+        self.n = first + len(metas)
 
     def freeze(self) -> None:
         """Fold every column's pending entries into its arrays, after which `mask` only reads: threads may

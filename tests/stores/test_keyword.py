@@ -110,3 +110,27 @@ def test_rrf_scores_by_reciprocal_rank() -> None:
     assert [k for k, _ in rrf_fuse([["p", "q"], ["q", "p"]])] == ["p", "q"]  # a tie keeps first appearance
     with pytest.raises(ValueError, match="one value per ranked list"):
         rrf_fuse([["a"]], weights=[1.0, 2.0])
+
+
+def test_a_batched_put_replaces_removes_and_keeps_a_repeated_keys_last_text(db: sqlite3.Connection) -> None:
+    table = KeywordTable()
+    conn = db
+    conn.execute("BEGIN")
+    table.put(
+        conn,
+        [
+            ("tar#0", "tar now writes tape archives"),  # replaced
+            ("ls#0", ""),  # removed
+            ("new#0", "first words"),
+            ("new#0", "zebra crossing"),  # the same key twice in one batch: the last text wins
+            ("empty#0", ""),  # a new key without words: no row
+        ],
+    )
+    conn.execute("COMMIT")
+    assert keys(table.search(conn, "zebra", 5)) == ["new#0"]
+    assert table.search(conn, "first", 5) == []
+    assert table.search(conn, "alphabetically", 5) == []
+    assert keys(table.search(conn, "tape", 5)) == ["tar#0"]
+    assert keys(table.search(conn, "single", 5)) == []  # the old text of tar#0 is gone
+    assert table.count(conn) == len(DOCS) - 1 + 1  # ls#0 gone, new#0 added, empty#0 never stored
+    assert keys(table.search(conn, "directory", 5)) == ["find#0"]

@@ -281,19 +281,12 @@ class LocalVectorStore:
             checked = [check_metadata_json(v.metadata, info.non_filterable_keys, key=v.key) for v in vectors]
             with handle.write_lock:
                 with handle.write() as st:
-                    handle.vectors.append(st["gen"], st["rows"], matrix)
                     first = st["rows"]
-                    db = handle.writer
-                    keys = [(v.key,) for v in vectors]
-                    cur = db.executemany("UPDATE vectors SET dead = 1 WHERE key = ? AND dead = 0", keys)
-                    replaced = max(cur.rowcount, 0)
-                    db.executemany(
-                        "INSERT INTO vectors(row, key, meta) VALUES (?, ?, ?)",
-                        [(first + i, v.key, c[1]) for i, (v, c) in enumerate(zip(vectors, checked, strict=True))],
-                    )
-                    keywords.write(
-                        db, [(v.key, c[0]) for v, c in zip(vectors, checked, strict=True)], self.keyword_fields
-                    )
+                    synced = handle.vectors.append_started(st["gen"], first, matrix)
+                    try:
+                        replaced = self._insert_rows(handle.writer, first, vectors, checked)
+                    finally:
+                        synced.result()  # the rows' vectors are on disk before the commit names them
                     st["rows"] += len(vectors)
                     st["dead"] += replaced
                     handle.save_state(st)
@@ -301,6 +294,28 @@ class LocalVectorStore:
                 handle.extend_columns(st["gen"], first, [clean for clean, _ in checked])
                 handle.after_append(st["gen"], first, matrix)
                 self._maybe_maintain(handle, st)
+
+    def _insert_rows(
+        self,
+        db: sqlite3.Connection,
+        first: int,
+        vectors: Sequence[VectorRecord],
+        checked: Sequence[tuple[dict[str, Any] | None, str | None]],
+    ) -> int:
+        """Inside the write transaction: tombstone the keys' live rows, insert the new rows and their keyword
+        rows; returns how many rows were replaced. One look-up for the whole batch, not one UPDATE per key
+        (most keys of a batch are new)."""
+        keys = [v.key for v in vectors]
+        marks = ",".join("?" * len(keys))
+        old = [r for (r,) in db.execute(f"SELECT row FROM vectors WHERE dead = 0 AND key IN ({marks})", keys)]
+        if old:
+            db.execute(f"UPDATE vectors SET dead = 1 WHERE row IN ({','.join('?' * len(old))})", old)
+        db.executemany(
+            "INSERT INTO vectors(row, key, meta) VALUES (?, ?, ?)",
+            [(first + i, k, c[1]) for i, (k, c) in enumerate(zip(keys, checked, strict=True))],
+        )
+        keywords.write(db, [(k, c[0]) for k, c in zip(keys, checked, strict=True)], self.keyword_fields)
+        return len(old)
 
     def delete_vectors(self, index: str, keys: Sequence[str]) -> None:
         unique = check_keys("delete_vectors", keys, MAX_DELETE)

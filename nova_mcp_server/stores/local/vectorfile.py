@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,22 @@ def map_rows(path: Path, rows: int, dimension: int) -> np.ndarray:
     return np.asarray(np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dimension)))
 
 
+_SYNCER: ThreadPoolExecutor | None = None
+_SYNCER_LOCK = threading.Lock()
+
+
+def _syncer() -> ThreadPoolExecutor:
+    global _SYNCER
+    with _SYNCER_LOCK:
+        if _SYNCER is None:
+            _SYNCER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nova-store-sync")
+        return _SYNCER
+
+
+def _sync(fd: int) -> None:
+    sync_file(fd)  # looked up at call time (tests replace it)
+
+
 class VectorWriter:
     """The writer's descriptor on the current generation's vector file."""
 
@@ -84,12 +102,17 @@ class VectorWriter:
 
     def append(self, gen: int, committed_rows: int, matrix: np.ndarray) -> None:
         """Under the write lock: drop any uncommitted tail, write `matrix` after the committed rows, sync."""
+        self.append_started(gen, committed_rows, matrix).result()
+
+    def append_started(self, gen: int, committed_rows: int, matrix: np.ndarray) -> Future[None]:
+        """`append` whose sync runs on a helper thread (fsync releases the GIL): the caller does its SQLite
+        work meanwhile and must wait on the future -- which re-raises a failed sync -- before committing."""
         fd = self._open(gen)
         committed = committed_rows * self.row_bytes
         if os.fstat(fd).st_size != committed:
             os.ftruncate(fd, committed)
         write_at(fd, np.ascontiguousarray(matrix, dtype=np.float32).data, committed)
-        sync_file(fd)
+        return _syncer().submit(_sync, fd)
 
     def close(self) -> None:
         if self.fd is not None:

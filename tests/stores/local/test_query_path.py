@@ -163,3 +163,28 @@ def test_columns_grown_batch_by_batch_equal_columns_built_at_once() -> None:
     assert before is not None and (before == snapshot).all()
     expected = [matches(m, flt) for m in metas]
     assert grown.mask(flt).tolist() == whole.mask(flt).tolist() == expected
+
+
+def test_a_failed_vector_sync_commits_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vector file's sync runs beside the SQLite inserts; when it fails the batch rolls back whole (no
+    row, no keyword row), and the next put succeeds over the uncommitted tail."""
+    from nova_mcp_server.stores.local import vectorfile
+
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(10))
+    real = vectorfile.sync_file
+
+    def failing(fd: int, **kwargs: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(vectorfile, "sync_file", failing)
+    with pytest.raises(OSError):
+        store.put_vectors(
+            "idx", [VectorRecord.model_construct(key="lost", data=rows(1, seed=3)[0], metadata={"text": "zebra"})]
+        )
+    assert store.get_vectors("idx", ["lost"]) == [] and store.get_index("idx").vector_count == 10
+    assert store.keyword_query("idx", "zebra", top_k=3) == []
+    monkeypatch.setattr(vectorfile, "sync_file", real)
+    put(store, rows(5, seed=4), start=10)
+    assert store.get_index("idx").vector_count == 15 and store.integrity_check("idx") == []

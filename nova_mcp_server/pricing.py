@@ -125,7 +125,11 @@ def count_segment(counts: UsageCounts, segment: Any, *, new_source: bool = False
     counts.sources += new_source
     kind = segment.embed_as
     if kind == "text":
-        counts.text_tokens += estimate_text_tokens(len(segment.text or ""))
+        # A text Nova reads by reference (s3Location) is not here: count its upper bound, one chunk.
+        from nova_mcp_server.ingest.text import RETRIEVAL_CHUNK_CHARS
+
+        by_reference = segment.text is None and getattr(segment, "s3_uri", None)
+        counts.text_tokens += estimate_text_tokens(RETRIEVAL_CHUNK_CHARS if by_reference else len(segment.text or ""))
     elif kind == "image":
         counts.images += 1
     elif kind in ("audio", "video"):

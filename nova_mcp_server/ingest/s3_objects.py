@@ -62,7 +62,11 @@ def by_reference(source: SourceRef, info: EmbedderInfo) -> Segment | None:
         )
     if source.modality is Modality.TEXT and source.format != "html" and fits_one_text_segment(source, info):
         # Bytes bound characters (UTF-8 takes at least one byte each), so this is within 50,000 characters.
-        return Segment(ordinal=0, modality=Modality.TEXT, embed_as="text", s3_uri=source.uri, char_start=0)
+        name = PurePosixPath(source.uri).name
+        label = f"{name}: text read by Nova from S3 (fetch reads it back)"
+        return Segment(
+            ordinal=0, modality=Modality.TEXT, embed_as="text", s3_uri=source.uri, char_start=0, snippet=label
+        )
     return None
 
 

@@ -159,3 +159,22 @@ def test_unknown_result_statuses_count_as_failures() -> None:
     assert result.embedding_results[0].status == ResultStatus.FAILURE
     line = SegmentRecord.from_line({"embedding": [1.0], "status": "SKIPPED"}, EmbeddingType.AUDIO, 0)
     assert line.status == ResultStatus.FAILURE
+
+
+def test_which_s3_objects_go_async_by_reference() -> None:
+    from nova_mcp_server.embedders.nova_async import NovaAsyncMedia, text_segment_chars
+    from nova_mcp_server.schema import Modality
+
+    media = NovaAsyncMedia(None, None, "staging", "p/", 10, duration_of=lambda _: 0.0)
+    wants = media.wants_by_reference
+    assert wants(Modality.TEXT, "text", 2001, text_chunk=2000) and not wants(
+        Modality.TEXT, "text", 2000, text_chunk=2000
+    )
+    assert not wants(Modality.TEXT, "html", 90_000, text_chunk=2000)  # its visible text is extracted here
+    assert wants(Modality.VIDEO, "mp4", 5_000_000, text_chunk=2000)
+    assert not wants(Modality.AUDIO, "flac", 5_000_000, text_chunk=2000)  # transcoded here: its bytes are needed
+    with pytest.raises(InvalidInput, match="over the async video limit"):
+        wants(Modality.VIDEO, "mp4", 3_000_000_000, text_chunk=2000)
+    assert text_segment_chars(10_000, 2000) == 2000
+    assert text_segment_chars(100_000_000, 2000) == 50_000  # capped: Nova takes 800-50,000
+    assert text_segment_chars(10_000_000, 2000) == 5264  # raised so 10 MB stays under 1,900 segments

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fakes.nova import TEST_BUCKET, FakeBedrockRuntime
-from fixtures.media import make_image, make_pdf
+from fixtures.media import make_image, make_mp4, make_pdf
 from support import nova_core
 
 from nova_mcp_server.models import ContentInput
@@ -146,3 +146,34 @@ async def test_a_long_s3_text_goes_through_the_segmented_text_task(tmp_path: Pat
     again = await core.indexing.index([ContentInput(s3_uri=uri)], index="books")
     assert (again.skipped_unchanged, again.jobs) == (1, [])
     assert recorder.on(SRC) == [("HeadObject", "books/long.txt")]
+
+
+async def test_a_native_s3_video_goes_async_by_reference(tmp_path: Path, clients: tuple[Any, Any]) -> None:
+    server, bedrock_s3 = clients
+    uri = put(server, "clips/talk.mp4", make_mp4(tmp_path / "talk.mp4", seconds=2.0).read_bytes())
+    fake = FakeBedrockRuntime(s3=bedrock_s3, media_seconds=2.0, in_progress_polls=0)
+    core = nova_core(tmp_path, fake, s3=server, async_media=True, staging_bucket=TEST_BUCKET)
+    recorder = Recorder(server)
+    report = await core.indexing.index([ContentInput(s3_uri=uri)], index="clips")
+    assert len(report.jobs) == 1 and report.failed == []
+    video = fake.calls[-1].kwargs["modelInput"]["segmentedEmbeddingParams"]["video"]
+    assert video["source"] == {"s3Location": {"uri": uri}}  # the object itself: nothing staged, nothing read
+    assert recorder.on(SRC) == [("HeadObject", "clips/talk.mp4")]
+    assert [k for op, b, k in recorder.calls if op == "PutObject"] == []
+
+
+async def test_without_a_staging_bucket_an_s3_video_is_downloaded_and_the_copy_removed(
+    tmp_path: Path, clients: tuple[Any, Any]
+) -> None:
+    server, bedrock_s3 = clients
+    put(server, "clips/short.mp4", make_mp4(tmp_path / "short.mp4", seconds=2.0).read_bytes())
+    put(server, "clips/broken.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # an mp4 header, no movie
+    fake = FakeBedrockRuntime(s3=bedrock_s3)
+    core = nova_core(tmp_path, fake, s3=server)
+    recorder = Recorder(server)
+    report = await core.indexing.index([ContentInput(s3_uri=f"s3://{SRC}/clips/")], index="clips")
+    assert report.indexed_sources == 1 and [f.source for f in report.failed] == [f"s3://{SRC}/clips/broken.mp4"]
+    assert sorted(k for op, k in recorder.on(SRC) if op == "GetObject") == ["clips/broken.mp4", "clips/short.mp4"]
+    [body] = [b for b in fake.invoke_bodies if "video" in b["singleEmbeddingParams"]]
+    assert "bytes" in body["singleEmbeddingParams"]["video"]["source"]  # windowed here, sent inline
+    assert list((core.settings.data_dir / "downloads").iterdir()) == []  # after success and after the failure

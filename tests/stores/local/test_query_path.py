@@ -188,3 +188,16 @@ def test_a_failed_vector_sync_commits_nothing(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(vectorfile, "sync_file", real)
     put(store, rows(5, seed=4), start=10)
     assert store.get_index("idx").vector_count == 15 and store.integrity_check("idx") == []
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_a_scan_split_across_cores_gives_every_rows_product(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    monkeypatch.setattr(search_module, "PARALLEL_ROWS", 10)
+    monkeypatch.setattr(search_module, "GATHER_BLOCK", 7)
+    monkeypatch.setattr(search_module, "_CORES", cores)
+    matrix, query = rows(200, seed=6), rows(1, seed=7)[0]
+    picked = np.sort(np.random.default_rng(1).choice(200, 61, replace=False))
+    for _ in range(3):  # np.empty may hand back a freed result: poison it so a part left unfilled shows
+        np.full(200, np.nan, np.float32), np.full(61, np.nan, np.float32)
+    np.testing.assert_allclose(search_module.products(matrix, picked, query), matrix[picked] @ query, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(search_module.products(matrix, None, query), matrix @ query, rtol=1e-5, atol=1e-5)

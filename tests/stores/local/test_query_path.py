@@ -199,5 +199,7 @@ def test_a_scan_split_across_cores_gives_every_rows_product(monkeypatch: pytest.
     picked = np.sort(np.random.default_rng(1).choice(200, 61, replace=False))
     for _ in range(3):  # np.empty may hand back a freed result: poison it so a part left unfilled shows
         np.full(200, np.nan, np.float32), np.full(61, np.nan, np.float32)
-    np.testing.assert_allclose(search_module.products(matrix, picked, query), matrix[picked] @ query, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        search_module.products(matrix, picked, query), matrix[picked] @ query, rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_allclose(search_module.products(matrix, None, query), matrix @ query, rtol=1e-5, atol=1e-5)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
 
@@ -47,27 +46,29 @@ class NovaAsyncMedia:
     staging_bucket: str
     staging_prefix: str
     segment_seconds: int
-    duration_of: Callable[[Path], float]
+    duration_of: Callable[[BinaryIO], float]  # seconds of media read from its open file
     video_mode: str = "combined"  # NOVA_MCP_VIDEO_EMBEDDING_MODE: combined, or separate (two vectors a segment)
 
-    async def duration(self, modality: Modality, path: Path | None) -> float | None:
-        """Seconds of a local audio/video file; None for anything the async path does not take."""
-        if modality not in (Modality.AUDIO, Modality.VIDEO) or path is None:
+    async def duration(self, modality: Modality, media: BinaryIO | None) -> float | None:
+        """Seconds of audio/video from its open file; None for anything the async path does not take."""
+        if modality not in (Modality.AUDIO, Modality.VIDEO) or media is None:
             return None
-        return await anyio.to_thread.run_sync(lambda: self.duration_of(path))
+        return await anyio.to_thread.run_sync(lambda: self.duration_of(media))
 
-    async def wants(self, modality: Modality, path: Path | None, fmt: str, size: int | None) -> bool:
+    async def wants(
+        self, modality: Modality, media: BinaryIO | None, fmt: str, size: int | None, *, display: str = "the media"
+    ) -> bool:
         """Whether this file goes through the async task: native audio/video longer than a sync call takes.
 
         Other formats are cut into sync windows instead; native media over the async limits (2 GB / 1 GB,
         2 h) fail here, before anything is uploaded, with the limit named.
         """
-        duration = await self.duration(modality, path)
+        duration = await self.duration(modality, media)
         if duration is None or duration <= MAX_SYNC_MEDIA_SECONDS or not is_native(modality.value, fmt):
             return False
         problem = async_media_problem(modality.value, fmt, size, duration)
         if problem:
-            raise InvalidInput(f"{path} cannot be embedded: {problem}.")
+            raise InvalidInput(f"{display} cannot be embedded: {problem}.")
         return True
 
     def wants_by_reference(self, modality: Modality, fmt: str, size: int, *, text_chunk: int) -> bool:
@@ -113,14 +114,26 @@ class NovaAsyncMedia:
             payload.update(size=size, max_length_chars=text_segment_chars(size or 0, text_chunk or 0))
         return payload
 
-    async def start(self, payload: dict[str, Any], *, job_id: str, dimension: int) -> dict[str, Any]:
-        """Stage the input and start the Bedrock job; returns the payload with its ARN and output URI."""
+    async def start(
+        self, payload: dict[str, Any], *, job_id: str, dimension: int, body: BinaryIO | None = None
+    ) -> dict[str, Any]:
+        """Stage the input and start the Bedrock job; returns the payload with its ARN and output URI.
+
+        A local file is uploaded from ``body``, the source's open file (read front to back; it fails the upload
+        if the bytes are not the hashed ones), never reopened by path. A row without one (left ``pending`` by
+        an older release) is refused: its file must be indexed again.
+        """
         key = f"{self.staging_prefix}inputs/{payload['content_hash']}.{payload['format']}"
         if payload["source_uri"].startswith("s3://"):
             input_uri = payload["source_uri"]
+        elif body is None:
+            raise InvalidInput(
+                f"{payload.get('source_display') or payload['source_uri']} was queued by an older release and is "
+                "not uploaded by path.",
+                "Index the file again.",
+            )
         else:
-            local = payload["source_uri"].removeprefix("file://")
-            await anyio.to_thread.run_sync(lambda: self.s3_client.upload_file(local, self.staging_bucket, key))
+            await anyio.to_thread.run_sync(lambda: self.s3_client.upload_fileobj(body, self.staging_bucket, key))
             input_uri = f"s3://{self.staging_bucket}/{key}"
         if payload["modality"] == Modality.TEXT.value:
             request = segmented_text_request(

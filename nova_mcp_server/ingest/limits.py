@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nova_mcp_server.errors import LimitExceeded
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -28,3 +30,14 @@ class Limits:
 def setting_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     return "NOVA_MCP_" + field.upper()
+
+
+def check_size(size: int, display: str, limits: Limits, *, text: bool = False) -> None:
+    """LimitExceeded naming the setting when a file of ``size`` bytes is over its limit (text has its own)."""
+    field = "max_text_bytes" if text else "max_file_bytes"
+    limit = getattr(limits, field)
+    if size > limit:
+        raise LimitExceeded(
+            f"{display} is {size:,} bytes; {'text files' if text else 'files'} of at most {limit:,} bytes are read.",
+            f"Split it, or raise {setting_name(field)}.",
+        )

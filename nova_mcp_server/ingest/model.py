@@ -28,21 +28,28 @@ EmbedAs = Literal["text", "image", "audio", "video"]
 
 
 class SourceRef(BaseModel):
-    """One resolved source. ``uri`` is its identity (vector keys derive from it); ``content_hash`` its version."""
+    """One resolved source. ``uri`` is its identity (vector keys derive from it); ``content_hash`` its version.
+
+    A local file is only looked at when resolved (no descriptor is kept per resolved file): its ``format``,
+    ``modality`` and ``content_hash`` stay None until the worker opens it once (`loading.open_source`), which
+    returns them with the open file. Inline content and S3 objects (by HeadObject) carry them from resolution.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     uri: str  # file:///abs/path, s3://bucket/key, inline:<sha256-prefix>
     display: str  # what the agent sees: the path as given, the s3 URI, or "inline text"
     kind: Literal["file", "s3", "inline"]
-    format: str  # detected by content: text, markdown, html, code, pdf, png, jpeg, gif, webp, mp3, wav, ogg, mp4, ...
-    modality: Modality
-    size: int
-    content_hash: str  # sha256 hex of the bytes; S3: the object's version (s3-sha256:<checksum> or s3-etag:<etag>)
+    # detected by content: text, markdown, html, code, pdf, png, jpeg, gif, webp, mp3, wav, ogg, mp4, ...
+    format: str | None = None
+    modality: Modality | None = None
+    size: int  # bytes when resolved (a local file's lstat); the open file's fstat is what the limits check
+    # sha256 hex of the bytes; S3: the object's version (s3-sha256:<checksum> or s3-etag:<etag>)
+    content_hash: str | None = None
     local_path: Path | None = None  # readable file on disk (files, downloaded S3 objects)
     data: bytes | None = None  # inline content when there is no file
     root: Path | None = None  # the allowed root (or download folder) local_path is opened beneath
-    identity: FileIdentity | None = None  # inode, size and mtime when hashed: reading checks it is still that file
+    identity: FileIdentity | None = None  # inode, size and mtime when resolved (informative: the open decides)
     etag: str | None = None  # S3: the ETag HeadObject reported; a download is made only of that version (IfMatch)
 
 

@@ -1,7 +1,8 @@
 """`Ingest`: the settings-aware front of ingestion that the core calls.
 
-It binds the allowed roots, the bucket allow-list and the S3 client to the pure functions in `sources` and
-`segment`, and runs their blocking work in worker threads.
+It binds the allowed roots, the bucket allow-list and the S3 client to the pure functions in `sources`,
+`loading` and `segment`, and runs their blocking work in worker threads. Resolution keeps no file open;
+`opened` opens one source once (for as long as its worker needs it) and everything after reads that file.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from nova_mcp_server.ingest import s3_objects
 from nova_mcp_server.ingest import segment as segmenting
 from nova_mcp_server.ingest import sources as resolving
 from nova_mcp_server.ingest.limits import Limits
+from nova_mcp_server.ingest.loading import Opened, open_source
 from nova_mcp_server.ingest.model import Segment, SourceRef
 from nova_mcp_server.models import ContentInput
 
@@ -62,16 +65,28 @@ class Ingest:
             )
         )
 
-    def segments(self, source: SourceRef, info: EmbedderInfo) -> Iterator[Segment]:
-        """The lazy segment iterator (blocking; holds the file open until exhausted or closed). An S3 object
-        goes by reference or from a download of this call, removed once the iterator ends (`s3_objects`)."""
+    @asynccontextmanager
+    async def opened(self, source: SourceRef) -> AsyncIterator[Opened]:
+        """``source`` opened once and hashed (in a worker thread), closed when the block ends. An S3 object
+        resolved by HeadObject is not opened: its version is the HEAD's, its bytes are read when segmented."""
+        opened = await anyio.to_thread.run_sync(lambda: open_source(source, self.limits))
+        try:
+            yield opened
+        finally:
+            opened.close()
 
-        def cut(local: SourceRef) -> Iterator[Segment]:
+    def segments(self, source: SourceRef | Opened, info: EmbedderInfo) -> Iterator[Segment]:
+        """The lazy segment iterator (blocking; a `SourceRef` is opened once and held until exhausted or closed).
+        An S3 object goes by reference or from a download of this call, removed once the iterator ends
+        (`s3_objects`)."""
+
+        def cut(local: SourceRef | Opened) -> Iterator[Segment]:
             return segmenting.segment_source(local, info, segment_seconds=self.segment_seconds, limits=self.limits)
 
-        if source.kind == "s3" and source.local_path is None:
+        ref = source.source if isinstance(source, Opened) else source
+        if ref.kind == "s3" and ref.local_path is None:
             return s3_objects.s3_segments(
-                source, info, cut, client=self.s3_client, folder=self.download_dir, limits=self.limits
+                ref, info, cut, client=self.s3_client, folder=self.download_dir, limits=self.limits
             )
         return cut(source)
 
@@ -79,7 +94,9 @@ class Ingest:
         """Every segment at once: only for callers that need them all (embed's first segment, tests)."""
         return await anyio.to_thread.run_sync(lambda: list(self.segments(source, info)))
 
-    async def segment_batches(self, source: SourceRef, info: EmbedderInfo, size: int) -> AsyncIterator[list[Segment]]:
+    async def segment_batches(
+        self, source: SourceRef | Opened, info: EmbedderInfo, size: int
+    ) -> AsyncIterator[list[Segment]]:
         """Segments in lists of at most ``size``, each cut in a worker thread only when the consumer asks for it,
         so memory holds one batch, not the file. The file closes when this ends or is closed early."""
         iterator = self.segments(source, info)

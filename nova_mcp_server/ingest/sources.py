@@ -1,8 +1,10 @@
 """Resolve what the caller named (paths, folders, s3:// URIs, inline text, base64 data) into `SourceRef`s.
 
 This is the security boundary for files: every path is resolved to its real location and must lie under an
-allowed root, so ``..`` and symlinks cannot reach outside; the file is then opened beneath that root without
-following any link (`opening.open_regular`), and must be a regular file. S3 reads are limited to the bucket
+allowed root, so ``..`` and symlinks cannot reach outside, and must be a regular file by its ``lstat``. A local
+file is not opened here (a call may name thousands, and a descriptor each would break an open-file limit of
+256): the worker that indexes it opens it once, beneath that root and without following any link, and hashes
+and segments that open file (`loading.open_source`). S3 reads are limited to the bucket
 allow-list. Folders are walked with an explicit stack to a bounded depth, and a call takes a bounded number of
 files (`Limits`). One bad item never stops the others: it becomes a `SourceFailure` with a reason the agent can
 act on.
@@ -25,19 +27,17 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic import ValidationError
 
-from nova_mcp_server.errors import AccessDenied, InvalidInput, LimitExceeded, NotFound, NovaError
-from nova_mcp_server.ingest.limits import Limits, setting_name
+from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
+from nova_mcp_server.ingest.limits import Limits, check_size, setting_name
 from nova_mcp_server.ingest.model import SourceFailure, SourceRef
-from nova_mcp_server.ingest.opening import FileIdentity, open_regular, refuse_special, root_of
+from nova_mcp_server.ingest.opening import FileIdentity, refuse_special, root_of
 from nova_mcp_server.ingest.s3 import S3Sources
 from nova_mcp_server.ingest.s3 import parse_s3_uri as parse_s3_uri  # re-exported: callers and tests import it here
 from nova_mcp_server.ingest.sniff import (
     TEXT_FORMATS,
-    TEXT_PROBE_BYTES,
     Detected,
     detected,
     sniff_bytes,
-    sniff_head,
 )
 from nova_mcp_server.models import ContentInput
 from nova_mcp_server.roots import no_roots_message
@@ -126,24 +126,6 @@ def _label(item: Any) -> str:
         return str(item.get("path") or item.get("s3_uri") or ("inline text" if "text" in item else "inline data"))
     text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
     return text if not text.startswith("data:") else "inline data"
-
-
-def sha256_fd(fh: Any, head: bytes = b"") -> str:
-    """sha256 of ``head`` then the rest of the open file ``fh`` (streamed: large media never sit in memory)."""
-    digest = hashlib.sha256(head)
-    while chunk := fh.read(HASH_CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, streamed so large media never sit in memory."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _glob_match(rel: str, patterns: Sequence[str]) -> bool:
@@ -256,53 +238,43 @@ class _Resolver:
             yield self._file(real, given)
 
     def _file(self, real: Path, display: str) -> SourceRef:
-        """Open once beneath its root (no link followed), check it is a regular file within the size limits,
-        sniff its head and hash every byte from that one descriptor; remember which file version was hashed."""
+        """Look at the file without opening it: a regular file (by ``lstat``: ``real`` is a real path, so a link
+        here appeared after the root check) within the byte limit. The worker opens it, once."""
         root = root_of(real, self.roots)
         if root is None:  # _allowed said yes; a root can only be missing here if it was given as a file
             raise AccessDenied(f"{display} is outside the allowed roots.")
-        return self._read(real, root, display, "file", f"file://{real}")
-
-    def _read(self, real: Path, root: Path, display: str, kind: str, uri: str) -> SourceRef:
-        fd = open_regular(real, root, display, purpose="resolve")
-        with os.fdopen(fd, "rb") as fh:
-            before = os.fstat(fd)
-            self._check_size(before.st_size, display, None)
-            head = fh.read(TEXT_PROBE_BYTES + 1)
-            found = sniff_head(head, real.name)
-            self._check_size(before.st_size, display, found)
-            digest = sha256_fd(fh, head)
-            after = os.fstat(fd)
-        if FileIdentity.of(after) != FileIdentity.of(before):
-            raise InvalidInput(f"{display} changed while it was being read.", "Index it again once it is written.")
-        return _ref(
-            uri,
-            display,
-            kind,
-            found,
-            after.st_size,
-            digest,
+        try:
+            st = os.lstat(real)
+        except FileNotFoundError:
+            raise NotFound(
+                f"{display} does not exist (any more).", "Check the path, or list the folder again."
+            ) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise AccessDenied(
+                f"{display} became a symbolic link after the root check; links are not followed.",
+                "Name the file's real path under an allowed root.",
+            )
+        refuse_special(st.st_mode, display)
+        check_size(st.st_size, display, self.limits)
+        return SourceRef(
+            uri=f"file://{real}",
+            display=display,
+            kind="file",
+            size=st.st_size,
             local_path=real,
             root=root,
-            identity=FileIdentity.of(after),
+            identity=FileIdentity.of(st),
         )
 
     def _check_size(self, size: int, display: str, found: Detected | None) -> None:
-        text = found is not None and found.modality.value == "text"
-        field = "max_text_bytes" if text else "max_file_bytes"
-        limit = getattr(self.limits, field)
-        if size > limit:
-            raise LimitExceeded(
-                f"{display} is {size:,} bytes; {'text files' if text else 'files'} of at most {limit:,} bytes are read.",
-                f"Split it, or raise {setting_name(field)}.",
-            )
+        check_size(size, display, self.limits, text=found is not None and found.modality.value == "text")
 
     def _walk(self, top: Path, shown_top: str) -> Iterator[SourceRef | SourceFailure]:
         """Files under ``top`` in name order (depth first), named as the caller would see them.
 
         An explicit stack (not recursion) walks at most ``max_folder_depth`` levels below ``top``; a deeper folder
         is reported once and skipped. Symlinked entries are resolved and must stay inside the roots; each real
-        folder is walked once. Special files (FIFOs, sockets, devices) are refused by their ``lstat``, unopened.
+        folder is walked once. Special files (FIFOs, sockets, devices) are refused by `_file`'s ``lstat``.
         """
         seen: set[Path] = set()
         stack: list[tuple[Iterator[os.DirEntry[str]], str, str, int]] = []
@@ -350,8 +322,6 @@ class _Resolver:
                     continue
                 if self.exclude and _glob_match(entry_rel, self.exclude):
                     continue
-                if not entry.is_symlink():
-                    refuse_special(entry.stat(follow_symlinks=False).st_mode, entry_shown)
                 yield self._file(self._allowed(Path(os.path.realpath(entry.path)), entry_shown), entry_shown)
             except NovaError as exc:
                 yield SourceFailure(source=entry_shown, reason=exc.text)

@@ -1,7 +1,8 @@
 """Cost before spend: a dry run resolves and segments what `index_content` would index, embeds and writes
 nothing, and prices it with the dated table in `pricing` (Bedrock embedding, S3 Vectors writes and storage).
 
-Sources whose commit marker says they are unchanged are counted as skipped, as the real run would skip them.
+Sources whose commit marker says they are unchanged are counted as skipped, as the real run would skip them;
+each file is opened once, as the real run opens it (hashed, then segmented from the same open file).
 """
 
 from __future__ import annotations
@@ -73,15 +74,16 @@ class Estimator:
         info = self.policy.embedder.info
         for source in sources:
             marker = found.get(keys.source_id(source.uri))
-            if marker and unchanged(marker, source, user_meta):
-                skipped += 1
-                continue
             first = True
             try:
-                async for segments in self.ingest.segment_batches(source, info, BATCH):
-                    for segment in segments:
-                        count_segment(counts, segment, new_source=first)
-                        first = False
+                async with self.ingest.opened(source) as opened:  # once: hashed, then segmented from that file
+                    if marker and unchanged(marker, opened.content_hash, user_meta):
+                        skipped += 1
+                        continue
+                    async for segments in self.ingest.segment_batches(opened, info, BATCH):
+                        for segment in segments:
+                            count_segment(counts, segment, new_source=first)
+                            first = False
             except NovaError as exc:
                 failed.append(Failure(source=source.display, reason=exc.text))
         priced = estimate(

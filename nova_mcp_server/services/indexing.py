@@ -1,5 +1,9 @@
 """Indexing: resolve sources, skip unchanged ones, segment lazily, embed and write in bounded batches.
 
+Each source's worker opens it once (`Ingest.opened`: no link followed, a regular file, hashed from that open
+file), decides skip-if-unchanged on that hash, and segments the same open file; only the workers' sources are
+open at a time, so a call over thousands of files needs a handful of descriptors.
+
 Memory stays flat however large the call: a source is cut into segments as they are consumed, EMBED_BATCH
 at a time, and the writer drops each record once it is written. Sources run side by side so that small
 ones keep the embedder at its concurrency limit instead of waiting out each call's latency in turn.
@@ -22,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from nova_mcp_server import keys
 from nova_mcp_server.embedders.nova_inputs import embedding_type_tag, video_mode
 from nova_mcp_server.errors import InvalidInput, NovaError
+from nova_mcp_server.ingest.loading import Opened
 from nova_mcp_server.ingest.model import Segment, SourceRef
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import ContentInput, Failure, IndexReport, Locator
@@ -46,11 +51,12 @@ SOURCE_LANES_PER_SLOT = 2  # sources in flight per embedder concurrency slot
 
 
 class MediaStarter(Protocol):
-    """Starts Nova's async segmented job for long media (the aws backend with a staging bucket)."""
+    """Starts Nova's async segmented job for long media (the aws backend with a staging bucket), reading the
+    source's one open file (its length, and the upload to the staging bucket)."""
 
-    async def wants(self, source: SourceRef) -> bool: ...
+    async def wants(self, source: Opened) -> bool: ...
 
-    async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str: ...
+    async def start(self, index: str, source: Opened, user_meta: dict[str, Any], old_count: int) -> str: ...
 
 
 @dataclass
@@ -106,14 +112,21 @@ class _Tally:
         result.failed += [self.failed[p] for p in sorted(self.failed)]
 
 
-def unchanged(marker: dict[str, Any], source: SourceRef, user_meta: dict[str, Any]) -> bool:
-    """Same bytes, fully indexed, and (when the call gives metadata) the same metadata: nothing to write.
-
-    A call without metadata keeps what the source was indexed with, so re-running a plain index is free.
+def unchanged(marker: dict[str, Any], content_hash: str, user_meta: dict[str, Any]) -> bool:
+    """Same bytes (``content_hash`` of the opened source), fully indexed, and (when the call gives metadata) the
+    same metadata: nothing to write. A call without metadata keeps what the source was indexed with, so
+    re-running a plain index is free.
     """
-    if marker.get("content_hash") != source.content_hash or marker.get("partial"):
+    if marker.get("content_hash") != content_hash or marker.get("partial"):
         return False
     return not user_meta or user_metadata(marker) == user_meta
+
+
+def internal_error(source: SourceRef) -> NovaError:
+    return NovaError(
+        f"{source.display} could not be indexed because of an internal error (details in the server log).",
+        "The other sources are not affected; index this one again, or report it with the server log.",
+    )
 
 
 class Indexing:
@@ -189,9 +202,13 @@ class Indexing:
                     try:
                         if isinstance(marker, NovaError):
                             raise marker
-                        outcome = await self._index_source(writer, source, marker, user_meta, report)
+                        async with self.ingest.opened(source) as opened:
+                            outcome = await self._index_source(writer, opened, marker, user_meta, report)
                     except NovaError as exc:
                         tally.failed[position] = Failure(source=source.display, reason=exc.text)
+                    except Exception:  # a bug on one file fails that file, never the call or its other sources
+                        log.exception("indexing %s failed unexpectedly", source.display)
+                        tally.failed[position] = Failure(source=source.display, reason=internal_error(source).text)
                     else:
                         tally.add(position, source.display, outcome)
                     done += 1
@@ -271,13 +288,13 @@ class Indexing:
     async def _index_source(
         self,
         writer: Writer,
-        source: SourceRef,
+        source: Opened,
         marker: dict[str, Any] | None,
         user_meta: dict[str, Any],
         progress: Progress,
     ) -> _Outcome:
         sid = keys.source_id(source.uri)
-        if marker and unchanged(marker, source, user_meta):
+        if marker and unchanged(marker, source.content_hash, user_meta):
             return _Outcome(skipped=True)
         if marker and not user_meta:  # a changed source keeps the metadata it was indexed with
             user_meta = user_metadata(marker)
@@ -301,10 +318,7 @@ class Indexing:
             raise
         except Exception:  # a bug on one file fails that file, never the call or its other sources
             log.exception("indexing %s failed unexpectedly", source.display)
-            error = NovaError(
-                f"{source.display} could not be indexed because of an internal error (details in the server log).",
-                "The other sources are not affected; index this one again, or report it with the server log.",
-            )
+            error = internal_error(source.source)
             await writer.fail(commit, error)
             raise error from None
         await writer.finish(commit)
@@ -322,7 +336,7 @@ class Indexing:
         self,
         writer: Writer,
         sid: str,
-        source: SourceRef,
+        source: Opened,
         batch: Sequence[Segment],
         user_meta: dict[str, Any],
         progress: Progress,

@@ -12,7 +12,7 @@ from typing import Any
 from nova_mcp_server import keys
 from nova_mcp_server.embedders.nova_async import NovaAsyncMedia, char_label, time_label
 from nova_mcp_server.errors import IndexNotFound, InvalidInput, NovaError
-from nova_mcp_server.ingest.model import SourceRef
+from nova_mcp_server.ingest.loading import Opened
 from nova_mcp_server.ingest.text import chunk_size_for
 from nova_mcp_server.jobstore import LEASE_SECONDS, AsyncJobStore, new_job_id
 from nova_mcp_server.models import Locator
@@ -47,19 +47,24 @@ class MediaJobs:
     def _text_chunk(self) -> int:
         return chunk_size_for(self.policy.embedder.info)
 
-    async def wants(self, source: SourceRef) -> bool:
-        if source.kind == "s3" and source.local_path is None:  # resolved by HEAD: Nova reads it by reference
+    async def wants(self, source: Opened) -> bool:
+        """Whether the async task takes it; a local file's length is read from its one open file (never reopened
+        by path)."""
+        if source.fh is None:  # an S3 object resolved by HEAD: Nova reads it by reference
             try:
                 return self.nova.wants_by_reference(
                     source.modality, source.format, source.size, text_chunk=self._text_chunk()
                 )
             except InvalidInput as exc:
                 raise InvalidInput(f"{source.display}: {exc.text}") from None
-        return await self.nova.wants(source.modality, source.local_path, source.format, source.size)
+        media = source.raw() if source.identity is not None else None  # inline bytes stay on the sync path
+        return await self.nova.wants(source.modality, media, source.format, source.size, display=source.display)
 
-    async def start(self, index: str, source: SourceRef, user_meta: dict[str, Any], old_count: int) -> str:
-        """Start the Bedrock job; the row is written only once the start was accepted."""
-        duration = await self.nova.duration(source.modality, source.local_path) or 0.0
+    async def start(self, index: str, source: Opened, user_meta: dict[str, Any], old_count: int) -> str:
+        """Start the Bedrock job; the row is written only once the start was accepted. A local file is uploaded
+        from its open file through `Opened.reader`, so a rewrite since it was hashed fails the upload."""
+        media = source.raw() if source.identity is not None else None
+        duration = await self.nova.duration(source.modality, media) or 0.0
         payload = self.nova.job_payload(
             uri=source.uri,
             display=source.display,
@@ -72,7 +77,8 @@ class MediaJobs:
         )
         payload.update(user_meta=user_meta, old_count=old_count)
         job_id = new_job_id()
-        started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension)
+        body = source.reader() if source.source.kind == "file" else None  # S3 objects go by their URI
+        started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension, body=body)
         return await self.jobs.create(
             kind=KIND, index=index, source=source.display, payload=started, status="running", job_id=job_id
         )
@@ -81,7 +87,11 @@ class MediaJobs:
         job = await self.jobs.get(job_id)
         payload = await self.jobs.payload(job_id)
         if job.status == "pending":  # a row from a release that wrote it before the start was confirmed
-            started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension)
+            try:
+                started = await self.nova.start(payload, job_id=job_id, dimension=self.policy.dimension)
+            except InvalidInput as exc:  # a local file is never uploaded by path: it must be indexed again
+                await self.jobs.update(job_id, status="failed", lease_until=0, error=exc.text)
+                return
             await self.jobs.update(job_id, status="running", payload=started)
             return
         if job.status == "running":

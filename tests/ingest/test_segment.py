@@ -534,7 +534,11 @@ def test_media_longer_than_the_limit_is_refused_after_probing(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("kind", ["text", "pdf", "image", "audio"])
-def test_a_file_changed_after_resolution_is_not_segmented(tmp_path: Path, kind: str) -> None:
+def test_a_file_rewritten_between_hashing_and_segmenting_is_not_segmented(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nova_mcp_server.ingest import loading
+
     if kind == "text":
         path = tmp_path / "a.txt"
         path.write_text("first words")
@@ -545,12 +549,21 @@ def test_a_file_changed_after_resolution_is_not_segmented(tmp_path: Path, kind: 
     else:
         path = make_wav(tmp_path / "a.wav", seconds=1.0)
     src = source(path)
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01  # same size, one bit: only the bytes tell
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(src.identity.mtime_ns, src.identity.mtime_ns))  # type: ignore[union-attr]
-    with pytest.raises(InvalidInput, match="changed after it was checked"):
+
+    def flip_one_bit(at: Path) -> None:  # same size, same mtime: only the bytes tell
+        mtime = at.stat().st_mtime_ns
+        data = bytearray(at.read_bytes())
+        data[-1] ^= 0x01
+        with open(at, "r+b") as fh:  # in place: the open descriptor sees the new bytes
+            fh.write(data)
+        os.utime(at, ns=(mtime, mtime))
+
+    monkeypatch.setattr(loading, "AFTER_HASH", flip_one_bit)
+    with pytest.raises(InvalidInput, match="changed while it was being read") as caught:
         list(segment_source(src, NOVA))
+    assert "it was not indexed" in caught.value.text
+    monkeypatch.setattr(loading, "AFTER_HASH", None)
+    assert list(segment_source(src, NOVA))  # rewritten before the open: simply the file as it is now
     path.unlink()
     with pytest.raises(NotFound, match="does not exist"):
         list(segment_source(src, NOVA))

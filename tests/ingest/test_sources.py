@@ -25,9 +25,10 @@ from fixtures.media import (
     truncate,
 )
 
-from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.errors import InvalidInput, NovaError
+from nova_mcp_server.ingest.loading import Opened, open_source
 from nova_mcp_server.ingest.sniff import decode_text, sniff_bytes, sniff_file
-from nova_mcp_server.ingest.sources import SourceItem, parse_s3_uri, resolve_sources
+from nova_mcp_server.ingest.sources import SourceFailure, SourceItem, parse_s3_uri, resolve_sources
 from nova_mcp_server.schema import Modality
 
 # ---- sniffing ----------------------------------------------------------------------------------------------
@@ -168,8 +169,23 @@ def resolve(items: list[Any], roots: list[Path], tmp_path: Path, **kw: Any):  # 
     return resolve_sources(items, allowed_roots=roots, download_dir=tmp_path / "downloads", **kw)
 
 
+def load(items: list[Any], roots: list[Path], tmp_path: Path, **kw: Any) -> tuple[list[Opened], list[SourceFailure]]:
+    """Resolve, then open each source once as the indexing worker does (and close it): what each turned out to
+    be, and the failures of both steps (resolution's first)."""
+    sources, failures = resolve(items, roots, tmp_path, **kw)
+    opened = []
+    for src in sources:
+        try:
+            with open_source(src, kw.get("limits")) as one:
+                opened.append(one)
+        except NovaError as exc:
+            failures.append(SourceFailure(source=src.display, reason=exc.text))
+    return opened, failures
+
+
 def rel_names(sources: list[Any], root: Path) -> list[str]:
-    return [str(s.local_path.relative_to(root)) for s in sources]
+    refs = [s.source if isinstance(s, Opened) else s for s in sources]
+    return [str(s.local_path.relative_to(root)) for s in refs]
 
 
 def test_file_source_is_canonical_and_hashed(root: Path, tmp_path: Path) -> None:
@@ -180,9 +196,12 @@ def test_file_source_is_canonical_and_hashed(root: Path, tmp_path: Path) -> None
     real = (root / "docs" / "a.md").resolve()
     assert src.uri == f"file://{real}"
     assert src.display == given
-    assert (src.kind, src.format, src.modality, src.local_path) == ("file", "markdown", Modality.TEXT, real)
-    assert src.size == real.stat().st_size
-    assert src.content_hash == hashlib.sha256(real.read_bytes()).hexdigest()
+    assert (src.kind, src.local_path, src.root, src.size) == ("file", real, root.resolve(), real.stat().st_size)
+    assert (src.format, src.content_hash) == (None, None)  # resolution only looks; the worker opens and hashes
+    with open_source(src) as opened:
+        assert (opened.format, opened.modality, opened.size) == ("markdown", Modality.TEXT, real.stat().st_size)
+        assert opened.content_hash == hashlib.sha256(real.read_bytes()).hexdigest()
+        assert opened.reader().read() == real.read_bytes()
 
 
 def test_dotdot_escape_is_refused_with_the_allowed_roots(root: Path, tmp_path: Path) -> None:
@@ -227,7 +246,7 @@ def test_no_roots_means_no_files(root: Path, tmp_path: Path) -> None:
 
 
 def test_folder_walk_skips_hidden_and_sorts(root: Path, tmp_path: Path) -> None:
-    sources, failures = resolve([str(root / "docs")], [root], tmp_path)
+    sources, failures = load([str(root / "docs")], [root], tmp_path)
     assert failures == []
     assert rel_names(sources, root) == ["docs/a.md", "docs/b.txt", "docs/drafts/d.md", "docs/pic.png", "docs/sub/c.md"]
     assert sources[0].display == str(root / "docs" / "a.md")
@@ -265,20 +284,20 @@ def test_one_bad_item_does_not_stop_the_others(root: Path, tmp_path: Path) -> No
         "s3://Not_A_Bucket/x",
         str(root / "docs"),  # a.md again: deduplicated
     ]
-    sources, failures = resolve(items, [root], tmp_path)
-    assert [f.source for f in failures] == [
+    sources, failures = load(items, [root], tmp_path)
+    assert [f.source for f in failures] == [  # resolution's failures, then the one found when it was opened
         str(root / "missing.txt"),
         str(tmp_path / "outside.txt"),
-        str(root / "empty.txt"),
         "s3://Not_A_Bucket/x",
+        str(root / "empty.txt"),
     ]
-    assert "zero-byte" in failures[2].reason and "malformed S3 URI" in failures[3].reason
+    assert "malformed S3 URI" in failures[2].reason and "zero-byte" in failures[3].reason
     assert len(sources) == 5 and len({s.uri for s in sources}) == 5
 
 
 def test_unreadable_file_in_folder_is_a_failure(root: Path, tmp_path: Path) -> None:
     (root / "docs" / "bad.bin").write_bytes(bytes(range(256)))
-    sources, failures = resolve([str(root / "docs")], [root], tmp_path)
+    sources, failures = load([str(root / "docs")], [root], tmp_path)
     assert [f.source for f in failures] == [str(root / "docs" / "bad.bin")]
     assert len(sources) == 5
 
@@ -427,7 +446,7 @@ def test_parse_s3_uri() -> None:
 
 
 def test_os_pathlike_items(root: Path, tmp_path: Path) -> None:
-    sources, _ = resolve([root / "docs" / "b.txt", os.fspath(root / "docs" / "a.md")], [root], tmp_path)
+    sources, _ = load([root / "docs" / "b.txt", os.fspath(root / "docs" / "a.md")], [root], tmp_path)
     assert [s.format for s in sources] == ["text", "markdown"]
 
 
@@ -476,8 +495,8 @@ def to_fifo(path: Path) -> None:
 def test_file_swapped_for_a_symlink_after_the_root_check_is_refused(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
 ) -> None:
-    swap_on_open(monkeypatch, "resolve", {"b.txt": to_symlink(tmp_path / "outside.txt")})
-    sources, failures = resolve([str(root / "docs")], [root], tmp_path)
+    swap_on_open(monkeypatch, "read", {"b.txt": to_symlink(tmp_path / "outside.txt")})
+    sources, failures = load([str(root / "docs")], [root], tmp_path)
     assert "b.txt" not in rel_names(sources, root / "docs") and len(sources) == 4
     [failure] = failures
     assert failure.source.endswith("b.txt") and "symbolic link" in failure.reason
@@ -496,16 +515,16 @@ def test_folder_swapped_for_a_symlink_after_the_root_check_is_refused(
         folder.rename(folder.with_name("moved"))
         folder.symlink_to(outside, target_is_directory=True)
 
-    swap_on_open(monkeypatch, "resolve", {"c.md": swap})
-    sources, failures = resolve([str(root / "docs" / "sub" / "c.md")], [root], tmp_path)
+    swap_on_open(monkeypatch, "read", {"c.md": swap})
+    sources, failures = load([str(root / "docs" / "sub" / "c.md")], [root], tmp_path)
     assert sources == [] and "symbolic link" in failures[0].reason
 
 
 def test_file_swapped_for_a_fifo_is_refused_without_blocking(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
 ) -> None:
-    swap_on_open(monkeypatch, "resolve", {"b.txt": to_fifo})
-    sources, failures = resolve([str(root / "docs" / "b.txt"), str(root / "docs" / "a.md")], [root], tmp_path)
+    swap_on_open(monkeypatch, "read", {"b.txt": to_fifo})
+    sources, failures = load([str(root / "docs" / "b.txt"), str(root / "docs" / "a.md")], [root], tmp_path)
     assert [s.display for s in sources] == [str(root / "docs" / "a.md")]
     assert "FIFO" in failures[0].reason and "only regular files" in failures[0].reason
 
@@ -527,10 +546,24 @@ def test_special_files_in_a_folder_are_refused_with_what_they_are(root: Path, tm
     assert "a device" in devices[0].reason
 
 
-def test_hashing_and_reading_share_one_verified_file(root: Path, tmp_path: Path) -> None:
+def test_hashing_and_reading_share_one_open_file(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opener: str
+) -> None:
+    opens: list[str] = []
+    real_open = opening.open_regular
+
+    def counting(path: Path, *args: Any, **kw: Any) -> int:
+        opens.append(path.name)
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(opening, "open_regular", counting)
     [source], _ = resolve([str(root / "docs" / "b.txt")], [root], tmp_path)
-    assert source.identity is not None and source.root == root.resolve()
-    assert source.content_hash == hashlib.sha256(b"bravo").hexdigest()
+    assert opens == [] and source.root == root.resolve()  # resolution opens nothing
+    with open_source(source) as opened:
+        assert opened.content_hash == hashlib.sha256(b"bravo").hexdigest()
+        assert opened.reader().read() == b"bravo" and opened.proven  # the bytes read are the bytes hashed
+        opened.verify()
+    assert opens == ["b.txt"]
 
 
 def test_deep_folder_is_walked_to_the_depth_limit_without_recursion(root: Path, tmp_path: Path) -> None:
@@ -573,7 +606,7 @@ def test_bytes_per_file_are_capped_before_reading(root: Path, tmp_path: Path) ->
     (root / "big.txt").write_text("x" * 5000)
     make_image(root / "pic.png", "png", size=(64, 64))
     items = [str(root / "big.txt"), str(root / "pic.png")]
-    sources, failures = resolve(items, [root], tmp_path, limits=Limits(max_text_bytes=4000))
+    sources, failures = load(items, [root], tmp_path, limits=Limits(max_text_bytes=4000))  # text: known once open
     assert [s.format for s in sources] == ["png"]
     assert "5,000 bytes; text files of at most 4,000 bytes" in failures[0].reason
     assert "NOVA_MCP_MAX_TEXT_BYTES" in failures[0].reason

@@ -386,7 +386,7 @@ def test_bucket_names_with_a_newline_are_refused(uri: str) -> None:
 async def test_each_race_fails_only_its_own_file(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, portable: bool
 ) -> None:
-    from nova_mcp_server.ingest import opening
+    from nova_mcp_server.ingest import loading, opening
 
     monkeypatch.setattr(opening, "OPENAT", opening.OPENAT and not portable)
     folder = tmp_path / "docs"
@@ -408,26 +408,36 @@ async def test_each_race_fails_only_its_own_file(
         path.unlink()
         path.symlink_to(secret)
 
-    swaps = {"a-link.txt": link, "b-fifo.txt": fifo, "c-rewrite.txt": rewrite, "d-delete.txt": Path.unlink}
+    # Resolution only looks at the files; each is opened once, by its worker. Links, FIFOs and deletions are
+    # swapped in between the root check and that open; the rewrite between hashing and segmenting, the only
+    # moment a rewrite could still split what is hashed from what is indexed.
+    swaps = {"a-link.txt": link, "b-fifo.txt": fifo, "d-delete.txt": Path.unlink}
+    rewrites = {"c-rewrite.txt": rewrite}
 
     def between_resolution_and_reading(path: Path, purpose: str) -> None:
         swap = swaps.pop(path.name, None) if purpose == "read" else None
         if swap is not None:
             swap(path)
 
+    def between_hashing_and_segmenting(path: Path) -> None:
+        swap = rewrites.pop(path.name, None)
+        if swap is not None:
+            swap(path)
+
     monkeypatch.setattr(opening, "BEFORE_OPEN", between_resolution_and_reading)
+    monkeypatch.setattr(loading, "AFTER_HASH", between_hashing_and_segmenting)
     core = local_core(tmp_path, tiny_model, allowed_roots=[folder])
     async with Client(build_server(core, poll_seconds=0)) as client:
         result = await client.call_tool("index_content", {"sources": [str(folder)], "index": "races"})
         assert not result.is_error, result.content
         report = result.structured_content
-        assert swaps == {}  # every swap happened, between the check and the read
+        assert swaps == {} and rewrites == {}  # every swap happened where it was meant to
         assert report["indexed_sources"] == 1
         reasons = {Path(f["source"]).name: f["reason"] for f in report["failed"]}
         assert sorted(reasons) == ["a-link.txt", "b-fifo.txt", "c-rewrite.txt", "d-delete.txt"]
         assert "symbolic link" in reasons["a-link.txt"]
         assert "FIFO" in reasons["b-fifo.txt"]
-        assert "changed after it was checked" in reasons["c-rewrite.txt"]
+        assert "changed while it was being read" in reasons["c-rewrite.txt"]
         assert "does not exist" in reasons["d-delete.txt"]
         hits = (
             await client.call_tool("semantic_search", {"query": "vault code oceans", "index": "races", "top_k": 10})

@@ -50,8 +50,8 @@ def by_reference(source: SourceRef, info: EmbedderInfo) -> Segment | None:
     """The one segment that names ``source`` for Nova to read, or None when its bytes are needed here."""
     if info.provider != "nova" or source.kind != "s3":
         return None
-    image = source.modality is Modality.IMAGE and "image" in info.modalities
-    if image and sync_s3_problem("image", source.format, source.size) is None:
+    image = source.modality is Modality.IMAGE and "image" in info.modalities and source.format is not None
+    if image and sync_s3_problem("image", source.format or "", source.size) is None:
         return Segment(
             ordinal=0,
             modality=Modality.IMAGE,

@@ -12,6 +12,7 @@ Segments are produced lazily: text streams block by block, PDFs page by page, me
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -61,7 +62,7 @@ def _check_takes(opened: Opened, info: EmbedderInfo) -> None:
         and fmt != "pdf"
         and modality not in (Modality.IMAGE, Modality.AUDIO, Modality.VIDEO)
     ):
-        raise InvalidInput(f"cannot segment {opened.display}: format {fmt!r} is not supported.")
+        raise InvalidInput(f"cannot segment {opened.display}: format {json.dumps(fmt)} is not supported.")
 
 
 def _opening(

@@ -123,9 +123,25 @@ def _label(item: Any) -> str:
             return f"inline {item.format or 'data'}"
         return item.path or item.s3_uri or ""
     if isinstance(item, Mapping):
-        return str(item.get("path") or item.get("s3_uri") or ("inline text" if "text" in item else "inline data"))
-    text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
+        named = item.get("path") or item.get("s3_uri")
+        if named:
+            return named if isinstance(named, str) else _json(named)
+        return "inline text" if "text" in item else "inline data"
+    if not isinstance(item, (str, os.PathLike)):
+        return _json(item)  # what the agent sent, in its own terms: null, [1], not Python's None, [1]
+    text = os.fspath(item) if isinstance(item, os.PathLike) else item
     return text if not text.startswith("data:") else "inline data"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error in the agent's terms: the field it is about, and the message without Python's prefix."""
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {message}" if where else message
 
 
 def _glob_match(rel: str, patterns: Sequence[str]) -> bool:
@@ -185,7 +201,7 @@ class _Resolver:
             try:
                 item = SourceItem(**item)
             except ValidationError as exc:
-                problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+                problems = "; ".join(_problem(e) for e in exc.errors())
                 raise InvalidInput(
                     f"{problems}.", "Each item is an object with one of text, path, s3_uri, data."
                 ) from None
@@ -199,7 +215,12 @@ class _Resolver:
             else:
                 yield from self._path_item(str(item.path))
             return
-        text = os.fspath(item) if isinstance(item, os.PathLike) else str(item)
+        if not isinstance(item, (str, os.PathLike)):
+            raise InvalidInput(
+                f"{_json(item)} is not a source.",
+                "Give a path or s3:// URI as a string, or an object with one of text, path, s3_uri, data.",
+            )
+        text = os.fspath(item) if isinstance(item, os.PathLike) else item
         if text[:3].lower() == "s3:":
             yield from self._s3_item(text)
         elif text[:5].lower() == "data:":

@@ -648,3 +648,14 @@ def test_path_errors_quote_json(root: Path, tmp_path: Path) -> None:
     _, failures = resolve(["a\x00b.txt", {"text": "a", "path": "b"}], [root], tmp_path)
     assert '"a\\u0000b.txt" contains a NUL character' in failures[0].reason
     assert "give exactly one of text, path, s3_uri or data (got text, path)" in failures[1].reason
+
+
+def test_malformed_items_are_told_in_json_terms(root: Path, tmp_path: Path) -> None:
+    items: list[Any] = [None, 5, [1], {"path": ["x"]}, {"text": {"a": 1}}]
+    _, failures = resolve(items, [root], tmp_path)
+    assert [f.source for f in failures] == ["null", "5", "[1]", '["x"]', "inline text"]
+    assert failures[0].reason.startswith("null is not a source. Give a path or s3:// URI as a string")
+    assert failures[3].reason.startswith("path: Input should be a valid string.")
+    assert failures[4].reason.startswith("text: Input should be a valid string.")
+    for failure in failures:
+        assert not any(word in failure.reason for word in ("None", "NoneType", "dict", "list", "str'", "['x']"))

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nova_mcp_server.durable import sync_dir
 from nova_mcp_server.stores.filters import MetadataColumns
@@ -63,6 +67,14 @@ def due(handle: Handle, st: dict[str, int], policy: Policy) -> bool:
     return rows - ivf.clustered >= max(policy.ann_min_rows, TAIL_RATIO * ivf.clustered)
 
 
+@contextmanager
+def many_threads() -> Iterator[None]:
+    """BLAS on every core for a rewrite's k-means and list assignment (large matrix products, where its
+    threads pay off), then back to the one thread searches use (`search.single_threaded_blas`)."""
+    with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+        yield
+
+
 def rewrite(handle: Handle, policy: Policy, *, force_ann: bool = False) -> dict[str, float]:
     """Compact and (re)organise; returns what was done (rows dropped, seconds, whether trained).
     Caller holds `handle.write_lock`."""
@@ -82,7 +94,8 @@ def rewrite(handle: Handle, policy: Policy, *, force_ann: bool = False) -> dict[
         ivf: Ivf | None = None
         order = live
         if want_ann:
-            assigned, centroids, trained = _lists(handle, old_gen, old_ivf, source, live, old_rows)
+            with many_threads():
+                assigned, centroids, trained = _lists(handle, old_gen, old_ivf, source, live, old_rows)
             report["trained"] = float(trained is not None)
             within, offsets = sorted_layout(assigned, len(centroids))
             order = live[within]

@@ -3,6 +3,7 @@ vectorised probe and the blocked gather answer as the exact scan does, and BLAS 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,24 @@ def test_a_scan_split_across_cores_gives_every_rows_product(monkeypatch: pytest.
         search_module.products(matrix, picked, query), matrix[picked] @ query, rtol=1e-5, atol=1e-5
     )
     np.testing.assert_allclose(search_module.products(matrix, None, query), matrix @ query, rtol=1e-5, atol=1e-5)
+
+
+def test_a_rewrite_uses_every_core_for_kmeans_and_searches_stay_single_threaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nova_mcp_server.stores.local import maintenance
+
+    seen: list[int] = []
+    real = maintenance.train
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "train", recording)
+    store = LocalVectorStore(tmp_path, ann_min_rows=1000, auto_maintain=False)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(1500))
+    store.optimize("idx")
+    assert seen and all(n == (os.cpu_count() or 1) for n in seen)
+    assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")

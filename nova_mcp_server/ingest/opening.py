@@ -1,6 +1,7 @@
 """Open a file under an allowed root without following links, and only if it is a regular file.
 
-The root check (`realpath` under a root) looks at the path once; the open comes later. Between the two, any
+The root check (`realpath` under a root) looks at the path once, when sources are resolved; the open comes
+later, once, in the worker that indexes the file (`loading.open_source`). Between the two, any
 component could be swapped for a symlink to a secret, or the file for a FIFO that blocks a reader forever.
 So the open itself never follows a link: on POSIX it walks from the root with ``openat`` (``dir_fd``) and
 ``O_NOFOLLOW`` on every component; where that is missing (Windows) it checks each component with ``lstat``
@@ -21,7 +22,8 @@ from pathlib import Path
 from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound
 
 # Test seam: called with (real path, purpose) just before the open, i.e. after the root check. Races are
-# made deterministic by swapping the file here. purpose is "resolve" (hashing) or "read" (segmenting).
+# made deterministic by swapping the file here. purpose is "read" (the indexing worker's one open, which hashes
+# and segments) or "preview" (a picture for fetch).
 BEFORE_OPEN: Callable[[Path, str], None] | None = None
 
 _O_BINARY = getattr(os, "O_BINARY", 0)

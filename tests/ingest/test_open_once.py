@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.media import make_image, make_pdf, make_video
+from fakes.nova import FakeBedrockRuntime
+from fixtures.media import BLUE, GREEN, RED, make_image, make_mp4, make_pdf, make_video
 from mcp import Client
-from support import local_core
+from support import local_core, nova_core
 
 from nova_mcp_server import keys
 from nova_mcp_server.ingest import loading, opening
@@ -29,10 +30,13 @@ pytestmark = pytest.mark.anyio
 
 NAMES = ("notes.md", "page.html", "paper.pdf", "photo.png", "clip.mp4")
 _counting: Counter[str] | None = None  # the audit hook below counts into this while it is set
+_test_opens = False  # the test's own rewrites are not the server's opens
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open" and _counting is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+    if _test_opens or _counting is None:
+        return
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
         name = os.path.basename(os.fsdecode(args[0]))
         if name in NAMES:
             _counting[name] += 1
@@ -148,11 +152,62 @@ async def test_a_rewrite_between_hashing_and_segmenting_never_commits_a_stale_ha
         assert head.metadata["snippet"].startswith("ORANGESand pears")  # "apples " overwritten in place
 
 
+STAGING = "nova-test-output"
+
+
+@pytest.mark.parametrize("race", ["moved-away", "rewritten"])
+async def test_long_media_is_probed_and_uploaded_from_its_one_open_file(
+    tmp_path: Path, moto_s3: Any, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    """The async path reads the length and uploads the bytes from the open file: a file moved away right after
+    hashing still goes (nothing reopens it by path), and one rewritten there fails before any job starts."""
+    global _counting
+    folder = tmp_path / "media"
+    folder.mkdir()
+    video = make_mp4(folder / "clip.mp4", seconds=40.0, colors_per_block=(RED, GREEN, BLUE, RED), size=(64, 48), fps=2)
+    original = video.read_bytes()
+
+    def move_away(path: Path) -> None:
+        path.rename(tmp_path / path.name)
+
+    def rewrite_in_place(path: Path) -> None:  # same size, same mtime: only the bytes tell
+        global _test_opens
+        mtime = path.stat().st_mtime_ns
+        _test_opens = True
+        try:
+            with open(path, "r+b") as fh:
+                fh.seek(len(original) // 2)
+                fh.write(b"\0" * 64)
+        finally:
+            _test_opens = False
+        os.utime(path, ns=(mtime, mtime))
+
+    fake = FakeBedrockRuntime(s3=moto_s3, media_seconds=40.0)
+    core = nova_core(tmp_path, fake, s3=moto_s3, async_media=True, staging_bucket=STAGING, allowed_roots=[folder])
+    monkeypatch.setattr(loading, "AFTER_HASH", move_away if race == "moved-away" else rewrite_in_place)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        _counting = Counter()
+        try:
+            result = await client.call_tool("index_content", {"sources": [str(video)], "index": "talks"})
+        finally:
+            counted, _counting = _counting, None
+    assert counted == {"clip.mp4": 1}
+    staged = moto_s3.list_objects_v2(Bucket=STAGING, Prefix="nova-mcp/inputs/").get("Contents", [])
+    if race == "moved-away":
+        assert not result.is_error, result.content
+        assert len(result.structured_content["jobs"]) == 1 and fake.count("start_async_invoke") == 1
+        [obj] = staged
+        assert moto_s3.get_object(Bucket=STAGING, Key=obj["Key"])["Body"].read() == original
+    else:
+        assert result.is_error and "clip.mp4 changed while it was being read" in result.content[0].text
+        assert fake.count("start_async_invoke") == 0  # nothing started, nothing billed
+
+
 LIMITED = """
 import asyncio, json, resource, sys
 from pathlib import Path
 sys.path[:0] = [sys.argv[3], sys.argv[4]]
-from support import local_core
+from support import local_core, nova_core
 
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 folder = Path(sys.argv[1])

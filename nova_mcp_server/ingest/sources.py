@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -42,7 +43,7 @@ from nova_mcp_server.ingest.sniff import (
 from nova_mcp_server.models import ContentInput
 from nova_mcp_server.roots import no_roots_message
 
-HASH_CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 # Inline text rides in one MCP message and is identified by its hash, so an edited copy never replaces the
 # old one; past this size a file is the right vehicle (chunked at any size, replaced in place when it changes).
 MAX_INLINE_TEXT_BYTES = 1 << 20
@@ -112,6 +113,15 @@ def resolve_sources(
             failures.append(SourceFailure(source=label, reason=exc.text))
         except OSError as exc:
             failures.append(SourceFailure(source=label, reason=f"cannot read: {exc.strerror or exc}"))
+        except Exception:  # a bug on one item fails that item (traceback in the log), never the call
+            log.exception("resolving %s failed unexpectedly", label)
+            failures.append(
+                SourceFailure(
+                    source=label,
+                    reason="could not be read because of an internal error (details in the server log); the other "
+                    "sources are not affected. Try it again, or report it with the server log.",
+                )
+            )
     return list(sources.values()), failures
 
 

@@ -659,3 +659,24 @@ def test_malformed_items_are_told_in_json_terms(root: Path, tmp_path: Path) -> N
     assert failures[4].reason.startswith("text: Input should be a valid string.")
     for failure in failures:
         assert not any(word in failure.reason for word in ("None", "NoneType", "dict", "list", "str'", "['x']"))
+
+
+def test_a_bug_resolving_one_item_fails_only_that_item(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nova_mcp_server.ingest import sources as resolving
+
+    real_walk = resolving._Resolver._walk
+
+    def broken_walk(self: Any, top: Path, shown: str) -> Any:
+        if top.name == "sub":
+            raise RuntimeError("a bug")
+        return real_walk(self, top, shown)
+
+    monkeypatch.setattr(resolving._Resolver, "_walk", broken_walk)
+    sources, failures = resolve([str(root / "docs" / "sub"), str(root / "docs" / "b.txt")], [root], tmp_path)
+    assert [s.display for s in sources] == [str(root / "docs" / "b.txt")]
+    [failure] = failures
+    assert failure.source == str(root / "docs" / "sub")
+    assert failure.reason.startswith("could not be read because of an internal error (details in the server log)")
+    assert "RuntimeError" not in failure.reason and "a bug" in caplog.text  # the traceback goes to the log only

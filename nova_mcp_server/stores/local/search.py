@@ -6,7 +6,8 @@ Per query, with `count` = live rows that pass the filter:
 - otherwise probe the nearest lists, the filter mask applied to each list's scores, and keep probing
   (widening) until `top_k + RERANK_EXTRA` candidates are in hand -- `FILTERED_CANDIDATES * top_k` matching
   ones under a filter, whose nearest matches may lie beyond the query's own lists (measured: 42 matching
-  candidates gave recall@10 0.91 on a 2.6 % filter, 400 gave 0.993). The cost model counts the rows a probe
+  candidates gave recall@10 0.91 on a 2.6 % filter, 400 gave 0.993 at 100k; at 1M a 7.5 % filter reached
+  0.990 with 400, so 600). The cost model counts the rows a probe
   must scan to find that many matches, so narrow filters go exact; so does any filter matching under 5 % of
   the rows (at 1M x 1024 a 2.5 % filter probed 41 lists and reached recall@10 0.76: its nearest matches lie
   in many far lists at almost equal distance). When the lists run out the
@@ -33,7 +34,7 @@ RERANK_EXTRA = 32  # float32 candidates re-scored in float64 beyond top_k
 GATHER_BELOW = 0.15  # below this match fraction, gather the matching rows instead of scoring all
 NPROBE = 12  # lists probed first: with 2 sqrt(n) lists, 1.9 % of the rows at 100k, 0.6 % at 1M
 EMPTY = (np.empty(0, np.int64), np.empty(0))
-FILTERED_CANDIDATES = 40  # a filtered probe goes on until it holds this many matching rows per hit asked for
+FILTERED_CANDIDATES = 60  # a filtered probe goes on until it holds this many matching rows per hit asked for
 FILTERED_EXACT_BELOW = 0.05  # filters matching fewer live rows than this go exact (see the module docstring)
 GATHER_BLOCK = 512  # matching rows gathered and scored per block: 2 MB at 1024-d stays in cache (measured at
 # 1M rows, 25k of them: 39 ms in blocks of 256, 91 ms in blocks of 16k, 99 ms in one gather)
@@ -60,25 +61,10 @@ def single_threaded_blas() -> None:
 
 
 def search(
-    view: View, query: np.ndarray, top_k: int, mask: np.ndarray | None, nprobe: int = NPROBE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and distances of the `top_k` nearest rows of `view` that are live and pass `mask` (a mask that
-    already includes the live rows when `count` is given)."""
-    n = view.rows
-    if n == 0:
-        return EMPTY
-    if mask is None:
-        mask, count = view.live, view.live_count
-    else:
-        mask = mask & view.live
-        count = int(np.count_nonzero(mask))
-    return search_masked(view, query, top_k, mask, count, nprobe)
-
-
-def search_masked(
     view: View, query: np.ndarray, top_k: int, mask: np.ndarray, count: int, nprobe: int = NPROBE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`search` for a mask that already excludes dead rows and matches `count` rows."""
+    """Rows and distances of the `top_k` nearest rows of `view` among `mask` (live rows that pass the
+    filter, `count` of them: `Handle.matching`)."""
     n = view.rows
     if count == 0 or n == 0:
         return EMPTY

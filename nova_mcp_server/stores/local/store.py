@@ -67,7 +67,7 @@ from nova_mcp_server.stores.filters import validate_filter
 from nova_mcp_server.stores.local import keywords, maintenance
 from nova_mcp_server.stores.local.ann import ANN_MIN_ROWS
 from nova_mcp_server.stores.local.index import DB_FILE, Handle, View, connect, read_state
-from nova_mcp_server.stores.local.search import NPROBE, search_masked, single_threaded_blas
+from nova_mcp_server.stores.local.search import NPROBE, search, single_threaded_blas
 from nova_mcp_server.stores.local.vectorfile import vector_path
 
 FORMAT = 1
@@ -398,7 +398,7 @@ class LocalVectorStore:
             query = check_vector(vector, info.dimension, info.metric)
             compiled = validate_filter(filter, info.non_filterable_keys)
             mask, count = handle.matching(db, view, compiled)
-            rows, distances = search_masked(view, query, top_k, mask, count, self.nprobe)
+            rows, distances = search(view, query, top_k, mask, count, self.nprobe)
             if not len(rows):
                 return []
             marks = ",".join("?" * len(rows))
@@ -445,7 +445,7 @@ class LocalVectorStore:
                     )
                     if row < view.rows
                 }
-                mask = handle.filter_mask(db, view, compiled) if compiled.root is not None else None
+                mask = handle.matching(db, view, compiled)[0] if compiled.root is not None else None
         hits = []
         for key, _score in ranked:
             if key in live and (mask is None or bool(mask[live[key][0]])):

@@ -342,11 +342,14 @@ def check_vectors(records: Sequence[VectorRecord], dimension: int, metric: str) 
             matrix = None
     if matrix is None:
         matrix = np.stack([check_vector(r.data, dimension, metric, key=r.key) for r in records])
-    bad = ~np.isfinite(matrix).all(axis=1)
+    # One pass: a row's squared norm is finite and non-zero for every good row. It can also overflow (values
+    # beyond ~1.8e19) or underflow (below ~1e-19) for a good one, so each suspect row gets the exact check.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        sqnorms = np.einsum("ij,ij->i", matrix, matrix)
+    suspect = ~np.isfinite(sqnorms)
     if metric == "cosine":
-        bad |= ~matrix.any(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        suspect |= sqnorms == 0
+    for i in np.flatnonzero(suspect).tolist():
         check_vector(records[i].data, dimension, metric, key=records[i].key)
     return matrix
 

@@ -39,3 +39,22 @@ def test_stored_text_is_the_standard_compact_json(meta: dict[str, Any]) -> None:
 def test_strings_the_fast_path_may_refuse_still_encode(text: str) -> None:
     clean, stored = check_metadata_json({"t": text, "n": 1.5})
     assert stored == REFERENCE.encode(clean)
+
+
+def test_a_batch_check_finds_a_bad_row_behind_rows_whose_norms_overflow_or_underflow() -> None:
+    """Huge and tiny (but finite, non-zero) rows pass; a NaN row or an all-zero row after them is refused."""
+    import numpy as np
+
+    from nova_mcp_server.errors import InvalidInput
+    from nova_mcp_server.stores.base import VectorRecord, check_vectors
+
+    def batch(*rows: np.ndarray) -> list[VectorRecord]:
+        return [VectorRecord.model_construct(key=f"k{i}", data=r.astype(np.float32)) for i, r in enumerate(rows)]
+
+    huge, tiny, good = np.full(4, 3e37), np.full(4, 1e-30), np.ones(4)
+    assert check_vectors(batch(huge, tiny, good), 4, "cosine").shape == (3, 4)
+    with pytest.raises(InvalidInput, match="NaN"):
+        check_vectors(batch(huge, good, np.array([1, np.nan, 0, 0])), 4, "cosine")
+    with pytest.raises(InvalidInput, match="all zeros"):
+        check_vectors(batch(tiny, huge, np.zeros(4)), 4, "cosine")
+    assert check_vectors(batch(np.zeros(4), good), 4, "euclidean").shape == (2, 4)

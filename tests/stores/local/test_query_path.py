@@ -4,6 +4,7 @@ vectorised probe and the blocked gather answer as the exact scan does, and BLAS 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,38 @@ def test_a_rewrite_uses_every_core_for_kmeans_and_searches_stay_single_threaded(
     store.optimize("idx")
     assert seen and all(n == (os.cpu_count() or 1) for n in seen)
     assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_concurrent_readers_keep_their_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After 6 readers were in at once, the next 6 concurrent readers open no new SQLite connection."""
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(50))
+    opened: list[int] = []
+    real = index_module.connect
+
+    def counting(path: Path) -> Any:
+        opened.append(1)
+        return real(path)
+
+    monkeypatch.setattr(index_module, "connect", counting)
+
+    def wave() -> None:
+        inside = threading.Barrier(6, timeout=30)
+
+        def reader() -> None:
+            with store._use("idx") as handle, handle.snapshot():
+                inside.wait()
+
+        threads = [threading.Thread(target=reader) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+    wave()
+    first = len(opened)
+    assert first >= 4  # the pool held at most 2 before
+    wave()
+    assert len(opened) == first
+    assert len(store.query_vectors("idx", rows(1)[0], top_k=3)) == 3

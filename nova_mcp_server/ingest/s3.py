@@ -2,7 +2,11 @@
 
 Kept apart from `sources` (which owns local files, inline content and the resolution loop) so the S3 rules
 live in one place: the bucket allow-list, prefix walking with the same include/exclude and hidden-name rules
-as folders, how an object is fetched, and how botocore failures become errors the agent can act on.
+as folders, and how botocore failures become errors the agent can act on.
+
+An object is resolved by HeadObject alone (its version, size and type), so an unchanged object is skipped
+with no byte read; `s3_objects` decides at segment time whether Nova reads it by reference or this call
+downloads it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
-from nova_mcp_server.ingest.limits import Limits
 from nova_mcp_server.ingest.model import SourceFailure, SourceRef
 from nova_mcp_server.ingest.sniff import (
     CODE_EXTS,
@@ -44,14 +47,12 @@ class S3Sources:
         buckets: Sequence[str],
         recursive: bool,
         wanted: Callable[[str], bool],
-        limits: Limits,
         check_size: CheckSize,
     ) -> None:
         self._s3 = client
         self.buckets = list(buckets)
         self.recursive = recursive
         self.wanted = wanted
-        self.limits = limits
         self.check_size = check_size
 
     @property

@@ -196,7 +196,6 @@ class _Resolver:
             buckets=buckets,
             recursive=recursive,
             wanted=self._key_wanted,
-            limits=limits,
             check_size=self._check_size,
         )
 

@@ -6,6 +6,8 @@ gets the immutable `View` that matches that transaction's `state`. It then scans
 releases the GIL) and looks up the winning rows' keys in the *same* read transaction, so a compaction that
 renumbers rows meanwhile cannot mislabel a hit. The writer has its own connection and `write_lock`; SQLite's
 WAL lets it commit while reads are open, so writes never wait for scans and scans never wait for fsyncs.
+Idle reader connections are pooled (as many as readers were ever in at once, up to `POOL_MAX`), and the
+live-and-filter mask of a (filter, view) pair is cached (`matching`), since agents repeat filters.
 """
 
 from __future__ import annotations

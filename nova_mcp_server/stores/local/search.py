@@ -15,6 +15,11 @@ Per query, with `count` = live rows that pass the filter:
 Candidates are re-scored in float64 from the vector file and sorted by (distance, row): identical inputs give
 identical answers, and a deleted or uncommitted row can never appear (the live mask and the view's row
 count bound every candidate).
+
+Speed: every product is a single-threaded BLAS call (`single_threaded_blas`), which releases the GIL, so
+concurrent searchers overlap; the Python work per query is a few dozen whole-array steps. A scan too wide
+for that -- the gathered rows of a narrow filter at 1M rows, a full exact scan -- is split across the
+cores instead (`products`).
 """
 
 from __future__ import annotations

@@ -138,6 +138,15 @@ def _fill(matrix: np.ndarray, rows: np.ndarray | None, query: np.ndarray, out: n
         np.matmul(matrix[part], query, out=out[start : start + len(part)])
 
 
+def _forget_scanner() -> None:
+    global _SCANNER
+    _SCANNER = None  # a forked child has none of the parent's threads: it starts its own pool
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_scanner)
+
+
 def _scanner() -> ThreadPoolExecutor:
     global _SCANNER
     with _blas_lock:

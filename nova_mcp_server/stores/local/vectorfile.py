@@ -72,6 +72,15 @@ _SYNCER: ThreadPoolExecutor | None = None
 _SYNCER_LOCK = threading.Lock()
 
 
+def _forget_syncer() -> None:
+    global _SYNCER
+    _SYNCER = None  # a forked child has none of the parent's threads: it starts its own pool
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_syncer)
+
+
 def _syncer() -> ThreadPoolExecutor:
     global _SYNCER
     with _SYNCER_LOCK:

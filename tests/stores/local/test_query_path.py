@@ -4,6 +4,8 @@ vectorised probe and the blocked gather answer as the exact scan does, and BLAS 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -261,3 +263,35 @@ def test_concurrent_readers_keep_their_connections(tmp_path: Path, monkeypatch: 
     wave()
     assert len(opened) == first
     assert len(store.query_vectors("idx", rows(1)[0], top_k=3)) == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_still_writes_and_scans(tmp_path: Path) -> None:
+    """The sync and scan helper threads do not survive a fork: the child starts its own pools."""
+    store = LocalVectorStore(tmp_path, ann=False)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(20000, seed=2))  # the parent's pools exist (syncs; a scan wider than PARALLEL_ROWS)
+    assert len(store.query_vectors("idx", rows(1)[0], top_k=3)) == 3
+    store.close()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: reports "ok" only if a put and a split scan both complete
+        answer = b"failed"
+        try:
+            child = LocalVectorStore(tmp_path, ann=False)
+            put(child, rows(10, seed=5), start=20000)
+            if len(child.query_vectors("idx", rows(1)[0], top_k=3)) == 3:
+                answer = b"ok"
+        finally:
+            os.write(write_end, answer)
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 120)  # a child stuck on a dead pool never answers
+        answer = os.read(read_end, 16) if ready else b"hung"
+    finally:
+        os.close(read_end)
+        if answer == b"hung":
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert answer == b"ok"

@@ -141,14 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nova_mcp_server.server.http import check_http_settings
 
             check_http_settings(settings)  # before anything loads: refuse an exposed bind at once
+        if args.command == "serve":
+            return serve(settings)
+        from nova_mcp_server import console
         from nova_mcp_server.app import build_app
 
-        app = build_app(settings)
-        if args.command == "serve":
-            return serve(app)
-        from nova_mcp_server import console
-
-        return anyio.run(console.run_command, app, args)
+        return anyio.run(console.run_command, build_app(settings), args)
     except NovaError as exc:
         print(f"nova-multimodal-mcp: {exc.text}", file=sys.stderr)
         return 1
@@ -156,15 +154,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def serve(app: Any) -> int:
+def serve(settings: Any) -> int:
+    """Run the MCP server; the App is built in the background once it runs (`server.handle`), so the
+    client's `initialize` is answered without waiting for the services to import."""
     from nova_mcp_server.server import build_server
+    from nova_mcp_server.server.handle import AppHandle
 
-    settings = app.settings
-    mcp = build_server(app)
+    handle = AppHandle(settings)
+    mcp = build_server(handle)
     if settings.transport == "stdio":
         from nova_mcp_server.stdio import run_stdio
 
-        anyio.run(run_stdio, mcp)  # like mcp.run(), but unreadable lines get a JSON-RPC error, not silence
+        handle.build_after_handshake = True  # the client waits for `initialize`: build once it has it
+        # like mcp.run(), but unreadable lines get a JSON-RPC error, not silence
+        anyio.run(run_stdio, mcp, handle.kick)
         return 0
     from nova_mcp_server.server.http import serve_http
 

@@ -189,3 +189,53 @@ class DoctorReport(BaseModel):
 class DeleteReport(BaseModel):
     index: str
     deleted: int
+
+
+Mode = Literal["vector", "keyword", "hybrid"]  # how semantic_search ranks
+Detail = Literal["compact", "full"]  # how much of each hit it returns
+
+
+class FacetValue(BaseModel):
+    value: Any
+    count: int
+
+
+class Facet(BaseModel):
+    key: str
+    types: list[str] = Field(description="JSON types seen: string, number, boolean, array")
+    count: int = Field(description="items that carry the key")
+    top_values: list[FacetValue] = Field(default_factory=list, description="most frequent values (array items count)")
+    min: float | None = None
+    max: float | None = None
+    reserved: bool = Field(description="set by the server (source, modality, page, ...) rather than by a user")
+
+
+class IndexFacets(IndexSummary):
+    items_read: int
+    complete: bool = Field(description="every item was read; otherwise counts come from the first items_read")
+    facets: list[Facet]
+
+
+class Passage(Locator):
+    key: str
+    uri: str
+    modality: str | None = None
+    text: str | None = Field(default=None, description="the segment's full text, where it has text")
+    snippet: str | None = Field(default=None, description="its label (media) or short snippet")
+
+
+class FetchResult(Locator):
+    index: str
+    key: str
+    uri: str
+    source: str | None = None
+    modality: str | None = None
+    format: str | None = None
+    text: str | None = Field(default=None, description="the segment's full text (or its label for media)")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="the user's own metadata")
+    context: list[Passage] = Field(default_factory=list, description="neighbouring segments of the same source")
+    joined_text: str | None = Field(default=None, description="the segment and its neighbours joined by char range")
+    page_text: str | None = Field(default=None, description="all text found on this PDF page")
+    transcript: str | None = Field(default=None, description="what is said in this time range (where transcribed)")
+    image: str | None = Field(default=None, description="what the attached picture shows, when one is attached")
+    note: str | None = None

@@ -129,9 +129,11 @@ class Settings(BaseSettings):
     @field_validator("vector_bucket")
     @classmethod
     def _vector_bucket_name(cls, value: str | None) -> str | None:
-        from nova_mcp_server.stores.base import vector_bucket_problem
+        if value is None:
+            return value
+        from nova_mcp_server.stores.base import vector_bucket_problem  # numpy: only when there is a name
 
-        problem = vector_bucket_problem(value) if value is not None else None
+        problem = vector_bucket_problem(value)
         if problem:
             raise ValueError(problem)
         return value

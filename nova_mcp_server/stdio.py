@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -57,12 +58,14 @@ def error_reply(exc: Exception) -> JSONRPCError:
     return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=INVALID_REQUEST, message=message))
 
 
-async def run_stdio(mcp: MCPServer) -> None:
+async def run_stdio(mcp: MCPServer, on_handshake: Callable[[], None] | None = None) -> None:
     """Serve ``mcp`` over this process's stdin/stdout like `MCPServer.run_stdio_async`, answering unparsable
-    lines with a JSON-RPC error instead of dropping them."""
+    lines with a JSON-RPC error instead of dropping them. ``on_handshake`` is called once, when the first
+    message other than `initialize` arrives (the client has its answer): the moment to start heavy work."""
     lowlevel = mcp._lowlevel_server  # what run_stdio_async serves; the SDK offers no public handle
     async with stdio_server() as (read_stream, write_stream):
         relay_send, relay_receive = create_context_streams[SessionMessage | Exception](0)
+        handshake = on_handshake
 
         async def relay() -> None:
             async with relay_send:
@@ -72,6 +75,10 @@ async def run_stdio(mcp: MCPServer) -> None:
                         log.warning("answered an unreadable stdio line with JSON-RPC error %d", reply.error.code)
                         await write_stream.send(SessionMessage(reply))
                         continue
+                    nonlocal handshake
+                    if handshake is not None and getattr(item.message, "method", None) != "initialize":
+                        call, handshake = handshake, None
+                        call()
                     await relay_send.send(item)
 
         async with anyio.create_task_group() as tg:

@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from nova_mcp_server import __version__
-from nova_mcp_server.app import App
+from nova_mcp_server.errors import NovaError
 from nova_mcp_server.server.arguments import StrictArguments
 from nova_mcp_server.server.completions import register_completions
+from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.server.prompts import register_prompts
 from nova_mcp_server.server.resources import register_resources
 from nova_mcp_server.server.subscriptions import JobWatchers
 from nova_mcp_server.server.tools import register_read_tools, register_write_tools
-from nova_mcp_server.services.jobs import Jobs
+
+if TYPE_CHECKING:
+    from nova_mcp_server.app import App
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 15.0
@@ -41,23 +44,36 @@ Multimodal retrieval: text, documents (PDF pages), images, audio and video share
 """
 
 
-def build_server(app: App, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
+def build_server(app: App | AppHandle, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
+    """The MCP server over ``app``: an App already built, or a handle that builds it once the server runs."""
+    handle = app if isinstance(app, AppHandle) else AppHandle.of(app)
+    settings = handle.settings
     bus = InMemorySubscriptionBus()
     watchers = JobWatchers(bus)
-    app.jobs.listeners.append(watchers.changed)
+
+    handle.when_ready(lambda app: app.jobs.listeners.append(watchers.changed))
+    spawn: Any = None
+
+    def wire(app: App) -> None:  # per run of the server; in the building thread, before a call sees the App
+        app.jobs.spawn = spawn
+        if app.downloader is not None:  # the local model arrives in the background, never inside a call
+            app.downloader.start()
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        nonlocal spawn
         async with anyio.create_task_group() as tg:
-            app.jobs.spawn = tg.start_soon
-            if app.downloader is not None:  # the local model arrives in the background, never inside a call
-                app.downloader.start()
-            if poll_seconds > 0 and not app.settings.read_only:  # read-only: jobs are reported, not advanced
-                tg.start_soon(_poll_forever, app.jobs, poll_seconds)
+            spawn = tg.start_soon
+            handle.when_ready(wire)
+            handle.on_kick(lambda: tg.start_soon(_build, handle))
+            if poll_seconds > 0 and not settings.read_only:  # read-only: jobs are reported, not advanced
+                tg.start_soon(_poll_forever, handle, poll_seconds)
             try:
-                yield {"app": app}
+                yield {"handle": handle}
             finally:
-                app.jobs.spawn = None
+                handle.on_kick(None)
+                spawn = None
+                handle.when_ready(_unspawn)
                 tg.cancel_scope.cancel()
 
     strict = StrictArguments()
@@ -67,24 +83,38 @@ def build_server(app: App, *, poll_seconds: float = POLL_SECONDS) -> MCPServer:
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        log_level=cast(LogLevel, app.settings.log_level.upper()),
+        log_level=cast(LogLevel, settings.log_level.upper()),
         subscriptions=bus,
     )
     strict.install(mcp)
     watchers.install(mcp)
-    register_read_tools(mcp, app)
-    if not app.settings.read_only:
-        register_write_tools(mcp, app)
-    register_resources(mcp, app)
+    register_read_tools(mcp, handle)
+    if not settings.read_only:
+        register_write_tools(mcp, handle)
+    register_resources(mcp, handle)
     register_prompts(mcp)
-    register_completions(mcp, app)
+    register_completions(mcp, handle)
     return mcp
 
 
-async def _poll_forever(jobs: Jobs, every: float) -> None:
+async def _build(handle: AppHandle) -> None:
+    """Build the App off the event loop, so the first call finds it ready."""
+    with suppress(NovaError):  # logged by the handle; every tool answers with the reason
+        await handle.get()
+
+
+def _unspawn(app: App) -> None:
+    app.jobs.spawn = None  # the task group is gone: jobs started from now on run inline
+
+
+async def _poll_forever(handle: AppHandle, every: float) -> None:
+    """Move jobs forward every so often (a finished Bedrock job is ingested without anyone asking)."""
     while True:
         await anyio.sleep(every)
         try:
+            jobs = (await handle.get()).jobs
             await jobs.poll()
+        except NovaError:
+            return  # a refused configuration: nothing to poll, and the tools say why
         except Exception:  # the poller must outlive any one bad tick
             log.exception("job poller tick failed")

@@ -7,20 +7,23 @@ from what exists, not from guessing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 
-from nova_mcp_server.app import App
 from nova_mcp_server.errors import NovaError
+from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.services.threads import off_loop
+
+if TYPE_CHECKING:
+    from nova_mcp_server.app import App
 
 MAX_VALUES = 100  # the protocol's cap per answer
 SCAN = 1000  # items listed to find keys or sources
 
 
-def register_completions(mcp: MCPServer, app: App) -> None:
+def register_completions(mcp: MCPServer, handle: AppHandle) -> None:
     @mcp.completion()
     async def complete(
         ref: PromptReference | ResourceTemplateReference,
@@ -29,7 +32,7 @@ def register_completions(mcp: MCPServer, app: App) -> None:
     ) -> Completion:
         given = dict(context.arguments or {}) if context and context.arguments else {}
         try:
-            values = await _values(app, argument.name, given)
+            values = await _values(await handle.get(), argument.name, given)
         except NovaError:  # an index that does not exist has nothing to offer
             values = []
         matching = sorted(v for v in set(values) if v.startswith(argument.value or ""))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial, wraps
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
@@ -23,26 +23,30 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from nova_mcp_server.app import App
 from nova_mcp_server.contact_sheet import MAX_CELLS as MAX_SHEET_CELLS
 from nova_mcp_server.contact_sheet import contact_sheet
 from nova_mcp_server.errors import NovaError
 from nova_mcp_server.models import (
     ContentInput,
     DeleteReport,
+    Detail,
     DoctorReport,
     EmbedResult,
+    FetchResult,
+    IndexFacets,
     IndexReport,
     IndexSummary,
     JobInfo,
+    Mode,
     SearchResult,
 )
 from nova_mcp_server.roots import combine_roots
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
-from nova_mcp_server.services.catalog import IndexFacets
-from nova_mcp_server.services.reading import FetchResult
-from nova_mcp_server.services.search import Detail, Mode
+from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.thumbnails import MAX_IMAGES_PER_ANSWER
+
+if TYPE_CHECKING:
+    from nova_mcp_server.app import App
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -161,8 +165,8 @@ def nothing_indexed(report: IndexReport) -> str:
     return f"Nothing was indexed into '{report.index}': {len(report.failed)} source(s) failed. {shown}{more}"
 
 
-def register_read_tools(mcp: MCPServer, app: App) -> None:
-    nova = app.policy.is_nova
+def register_read_tools(mcp: MCPServer, handle: AppHandle) -> None:
+    nova = handle.is_nova
 
     @mcp.tool(annotations=hints("Embed content", read_only=True, destructive=False, idempotent=True, open_world=nova))
     @agent_errors
@@ -180,6 +184,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         semantic_search's vector_handle; the full vector only when include_vector is true. With two or more
         contents, also their cosine similarity matrix. Only each content's first segment is embedded.
         """
+        app = await handle.get()
         return await app.embedding.embed(
             contents,
             purpose=purpose,
@@ -228,6 +233,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         character range (text), a one-line snippet and a nova:// URI: read a hit in full with fetch.
         The answer stays within a token budget and says `truncated` when hits were left out.
         """
+        app = await handle.get()
         allowed = allowed_roots(app, roots)
         result = await app.search.search(
             query=query,
@@ -264,6 +270,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         For a PDF page also the page's text, for audio/video the time range and transcript where there is one;
         with include_image, the image itself, the rendered page or the frame (one picture under 1 MB).
         """
+        app = await handle.get()
         result, picture = await app.reading.fetch(
             item, index=index, context=context, include_image=include_image, roots=allowed_roots(app, roots)
         )
@@ -284,6 +291,7 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
 
         Build semantic_search filters from these instead of guessing key names or values.
         """
+        app = await handle.get()
         return await app.catalog.facets(name)
 
     @mcp.tool(
@@ -297,19 +305,25 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         """
         from nova_mcp_server.doctor import run_doctor
 
+        try:
+            app: App | None = await handle.get()
+        except NovaError:  # a configuration the App refuses is what the doctor is for: check from the settings
+            app = None
+        clients, downloader = (app.clients, app.downloader) if app is not None else (None, None)
         return await anyio.to_thread.run_sync(
-            partial(run_doctor, app.settings, clients=app.clients, downloader=app.downloader)
+            partial(run_doctor, handle.settings, clients=clients, downloader=downloader)
         )
 
     @mcp.tool(annotations=hints("List indexes", read_only=True, destructive=False, idempotent=True, open_world=nova))
     @agent_errors
     async def list_indexes() -> IndexList:
         """List the indexes with their dimension, embedder and vector count."""
+        app = await handle.get()
         return IndexList(indexes=await app.catalog.list())
 
     @mcp.tool(
         annotations=hints(
-            "Job status", read_only=app.settings.read_only, destructive=False, idempotent=True, open_world=nova
+            "Job status", read_only=handle.settings.read_only, destructive=False, idempotent=True, open_world=nova
         )
     )
     @agent_errors
@@ -317,11 +331,12 @@ def register_read_tools(mcp: MCPServer, app: App) -> None:
         job_id: Annotated[str | None, Field(description="a job id; omit to list recent jobs")] = None,
     ) -> JobList:
         """Report one job (or the recent ones) and move it forward: a finished Bedrock job is ingested once."""
+        app = await handle.get()
         return JobList(jobs=await app.jobs.status(job_id))
 
 
-def register_write_tools(mcp: MCPServer, app: App) -> None:
-    nova = app.policy.is_nova
+def register_write_tools(mcp: MCPServer, handle: AppHandle) -> None:
+    nova = handle.is_nova
 
     @mcp.tool(annotations=hints("Index content", read_only=False, destructive=False, idempotent=True, open_world=nova))
     @agent_errors
@@ -353,6 +368,7 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
         (continues_in_job). dry_run=true resolves and segments only, and estimates the Bedrock and S3 Vectors
         cost before anything is spent.
         """
+        app = await handle.get()
         items = [ContentInput(text=t) for t in texts] + [as_content(s) for s in sources]
         allowed = allowed_roots(app, roots)
         options: dict[str, Any] = {"metadata": metadata, "include": include, "exclude": exclude, "recursive": recursive}
@@ -381,12 +397,14 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
     @agent_errors
     async def create_index(name: Annotated[str, Field(description="3-63 chars: a-z 0-9 - .")]) -> IndexSummary:
         """Create an empty index for this server's embedder (or return the existing one)."""
+        app = await handle.get()
         return await app.catalog.create(name)
 
     @mcp.tool(annotations=hints("Delete index", read_only=False, destructive=True, idempotent=False, open_world=nova))
     @agent_errors
     async def delete_index(name: str) -> IndexSummary:
         """Delete an index and every vector in it. This cannot be undone."""
+        app = await handle.get()
         return await app.catalog.delete(name)
 
     @mcp.tool(
@@ -400,4 +418,5 @@ def register_write_tools(mcp: MCPServer, app: App) -> None:
         index: str | None = None,
     ) -> DeleteReport:
         """Delete every vector of one source from an index."""
+        app = await handle.get()
         return await app.catalog.delete_source(index or app.settings.default_index, source)

@@ -10,12 +10,10 @@ import re
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from nova_mcp_server import keys
 from nova_mcp_server.errors import IndexNotFound, InvalidInput, NotFound, NovaError
 from nova_mcp_server.ingest.pipeline import Ingest
-from nova_mcp_server.models import DeleteReport, IndexSummary
+from nova_mcp_server.models import DeleteReport, Facet, FacetValue, IndexFacets, IndexSummary
 from nova_mcp_server.services.embedding import EmbedderPolicy
 from nova_mcp_server.services.threads import off_loop
 from nova_mcp_server.services.writer import IndexDeleted, IndexTarget, delete_keys, keys_from, markers
@@ -25,27 +23,6 @@ ITEM_FIELDS = ("source", "modality", "page", "start_s", "end_s", "char_start", "
 FACET_SAMPLE = 5000
 TOP_VALUES = 10
 UNIQUE_KEYS = frozenset({"source_id", "content_hash", "indexed_at", "char_start", "char_end", "start_s", "end_s"})
-
-
-class FacetValue(BaseModel):
-    value: Any
-    count: int
-
-
-class Facet(BaseModel):
-    key: str
-    types: list[str] = Field(description="JSON types seen: string, number, boolean, array")
-    count: int = Field(description="items that carry the key")
-    top_values: list[FacetValue] = Field(default_factory=list, description="most frequent values (array items count)")
-    min: float | None = None
-    max: float | None = None
-    reserved: bool = Field(description="set by the server (source, modality, page, ...) rather than by a user")
-
-
-class IndexFacets(IndexSummary):
-    items_read: int
-    complete: bool = Field(description="every item was read; otherwise counts come from the first items_read")
-    facets: list[Facet]
 
 
 def _count(entry: dict[str, Any], value: Any) -> None:

@@ -10,11 +10,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import Field
-
 from nova_mcp_server import keys, thumbnails
 from nova_mcp_server.errors import NotFound
-from nova_mcp_server.models import Locator
+from nova_mcp_server.models import FetchResult, Locator, Passage
 from nova_mcp_server.services.catalog import Catalog, item_uri, parse_item_ref
 from nova_mcp_server.services.threads import off_loop
 from nova_mcp_server.stores.base import MAX_GET, VectorStore
@@ -22,31 +20,6 @@ from nova_mcp_server.stores.base import MAX_GET, VectorStore
 MAX_CONTEXT = 10
 SourceText = Callable[[str, int | None, int | None], str]  # (s3 uri, char_start, char_end) -> those characters
 PAGE_WINDOW = 60  # ordinals searched either side for the other segments of a PDF page
-
-
-class Passage(Locator):
-    key: str
-    uri: str
-    modality: str | None = None
-    text: str | None = Field(default=None, description="the segment's full text, where it has text")
-    snippet: str | None = Field(default=None, description="its label (media) or short snippet")
-
-
-class FetchResult(Locator):
-    index: str
-    key: str
-    uri: str
-    source: str | None = None
-    modality: str | None = None
-    format: str | None = None
-    text: str | None = Field(default=None, description="the segment's full text (or its label for media)")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="the user's own metadata")
-    context: list[Passage] = Field(default_factory=list, description="neighbouring segments of the same source")
-    joined_text: str | None = Field(default=None, description="the segment and its neighbours joined by char range")
-    page_text: str | None = Field(default=None, description="all text found on this PDF page")
-    transcript: str | None = Field(default=None, description="what is said in this time range (where transcribed)")
-    image: str | None = Field(default=None, description="what the attached picture shows, when one is attached")
-    note: str | None = None
 
 
 class Reading:

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from nova_mcp_server import keys
 from nova_mcp_server.embedders.nova_inputs import query_purpose
 from nova_mcp_server.errors import InvalidInput, NotFound
 from nova_mcp_server.ingest.pipeline import Ingest
-from nova_mcp_server.models import ContentInput, Locator, SearchHit, SearchResult
+from nova_mcp_server.models import ContentInput, Detail, Locator, Mode, SearchHit, SearchResult
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
 from nova_mcp_server.services.catalog import Catalog, item_uri, parse_item_ref
 from nova_mcp_server.services.embedding import EmbedderPolicy, Embedding, Progress
@@ -31,8 +31,6 @@ from nova_mcp_server.stores.keyword import rrf_fuse
 MAX_QUERY_CHARS = 8192  # Nova's inline text limit; a query is one request, never chunked
 CHARS_PER_TOKEN = 3  # a conservative estimate for JSON: fewer characters per token than prose
 DISTINCT_FETCH = 4  # distinct_sources reads this many candidates per wanted hit
-Mode = Literal["vector", "keyword", "hybrid"]
-Detail = Literal["compact", "full"]
 
 
 class Search:

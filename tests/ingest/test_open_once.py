@@ -95,6 +95,22 @@ async def test_each_file_is_opened_once_per_call_and_never_reopened_by_path(
             (away / name).rename(folder / name)
         again, opens = await index()
         assert again["skipped_unchanged"] == len(NAMES) and opens == dict.fromkeys(NAMES, 1)
+
+        # embed_content, and fetch's picture of a hit: once per call as well
+        _counting = Counter()
+        try:
+            contents = [{"path": str(folder / "photo.png")}, {"path": str(folder / "notes.md")}]
+            embedded = await client.call_tool("embed_content", {"contents": contents})
+            hits = await client.call_tool(
+                "semantic_search", {"query": "a photo", "index": "once", "modality": ["image"], "top_k": 1}
+            )
+            [hit] = hits.structured_content["hits"]
+            fetched = await client.call_tool("fetch", {"item": hit["uri"], "include_image": True})
+        finally:
+            counted, _counting = _counting, None
+        assert not embedded.is_error and not fetched.is_error, (embedded.content, fetched.content)
+        assert any(block.type == "image" for block in fetched.content)
+        assert counted == {"photo.png": 2, "notes.md": 1}  # embed_content once, fetch's picture once
     _counting = None
 
 

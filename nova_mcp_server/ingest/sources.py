@@ -12,42 +12,31 @@ act on.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from pydantic import ValidationError
 
 from nova_mcp_server.errors import AccessDenied, InvalidInput, NotFound, NovaError
+from nova_mcp_server.ingest.inline import data_uri, inline_data, inline_text
 from nova_mcp_server.ingest.limits import Limits, check_size, setting_name
 from nova_mcp_server.ingest.model import SourceFailure, SourceRef
 from nova_mcp_server.ingest.opening import FileIdentity, refuse_special, root_of
 from nova_mcp_server.ingest.s3 import S3Sources
 from nova_mcp_server.ingest.s3 import parse_s3_uri as parse_s3_uri  # re-exported: callers and tests import it here
 from nova_mcp_server.ingest.sniff import (
-    TEXT_FORMATS,
     Detected,
-    detected,
-    sniff_bytes,
 )
 from nova_mcp_server.models import ContentInput
 from nova_mcp_server.roots import no_roots_message
 
 log = logging.getLogger(__name__)
-# Inline text rides in one MCP message and is identified by its hash, so an edited copy never replaces the
-# old one; past this size a file is the right vehicle (chunked at any size, replaced in place when it changes).
-MAX_INLINE_TEXT_BYTES = 1 << 20
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?P<params>(;[\w\-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
 # One thing to resolve: the boundary model itself, so "exactly one of text, path, s3_uri or data" is one rule.
@@ -216,9 +205,9 @@ class _Resolver:
                 ) from None
         if isinstance(item, SourceItem):
             if item.text is not None:
-                yield _inline_text(item.text, item.format)
+                yield inline_text(item.text, item.format)
             elif item.data is not None:
-                yield _inline_data(item.data, item.format)
+                yield inline_data(item.data, item.format)
             elif item.s3_uri is not None:
                 yield from self._s3_item(item.s3_uri)
             else:
@@ -233,7 +222,7 @@ class _Resolver:
         if text[:3].lower() == "s3:":
             yield from self._s3_item(text)
         elif text[:5].lower() == "data:":
-            yield _data_uri(text)
+            yield data_uri(text)
         else:
             yield from self._path_item(text)
 
@@ -365,83 +354,3 @@ class _Resolver:
 def _in_excluded_dir(rel: str, patterns: Sequence[str]) -> bool:
     parts = rel.split("/")[:-1]
     return any(_dir_excluded("/".join(parts[: i + 1]), patterns) for i in range(len(parts)))
-
-
-# ---- inline content ------------------------------------------------------------------------------------------
-
-
-def _inline_text(text: str, fmt: str | None) -> SourceRef:
-    flavour = (fmt or "text").lower()
-    flavour = {"md": "markdown", "htm": "html", "txt": "text", "plain": "text"}.get(flavour, flavour)
-    if flavour not in TEXT_FORMATS:
-        raise InvalidInput(f"inline text format '{fmt}' is not one of text, markdown, html, code.")
-    if not text.strip():
-        raise InvalidInput("empty text: give some non-whitespace text.")
-    data = text.encode("utf-8")
-    if len(data) > MAX_INLINE_TEXT_BYTES:
-        raise InvalidInput(
-            f"inline text is {len(data):,} bytes; at most {MAX_INLINE_TEXT_BYTES:,} are taken inline.",
-            "Save it as a file under an allowed root and index the path (a file is chunked whatever its size, "
-            "and re-indexing it replaces its old chunks), or send it in parts.",
-        )
-    return _inline(data, "inline text", detected(flavour))
-
-
-def _inline_data(b64: str, fmt: str | None) -> SourceRef:
-    try:
-        data = base64.b64decode("".join(b64.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(
-            f"data is not valid base64 ({exc}).",
-            "Send the bytes base64-encoded (standard alphabet, '=' padding), or pass a path or s3_uri instead.",
-        ) from None
-    hint = f"inline.{fmt.lower().lstrip('.')}" if fmt else None
-    found = sniff_bytes(data, hint)
-    return _inline(data, f"inline {found.format} data", found)
-
-
-def _data_uri(uri: str) -> SourceRef:
-    match = _DATA_URI.match(uri)
-    if match is None:
-        raise InvalidInput("malformed data URI.", "Use data:<mime>;base64,<data>.")
-    payload = uri[match.end() :]
-    mime = (match.group("mime") or "text/plain").lower()
-    fmt = mime.split("/", 1)[1].split("+")[0]
-    if match.group("b64"):
-        return _inline_data(payload, {"mpeg": "mp3" if mime.startswith("audio") else "mpeg"}.get(fmt, fmt))
-    data = unquote_to_bytes(payload)
-    found = sniff_bytes(data, f"inline.{fmt}")
-    return _inline(data, f"inline {found.format} data", found)
-
-
-def _inline(data: bytes, display: str, found: Detected) -> SourceRef:
-    digest = hashlib.sha256(data).hexdigest()
-    return _ref(f"inline:{digest[:32]}", display, "inline", found, len(data), digest, data=data)
-
-
-def _ref(
-    uri: str,
-    display: str,
-    kind: str,
-    found: Detected,
-    size: int,
-    digest: str,
-    *,
-    local_path: Path | None = None,
-    data: bytes | None = None,
-    root: Path | None = None,
-    identity: FileIdentity | None = None,
-) -> SourceRef:
-    return SourceRef(
-        uri=uri,
-        display=display,
-        kind=kind,
-        format=found.format,
-        modality=found.modality,
-        size=size,
-        content_hash=digest,
-        local_path=local_path,
-        data=data,
-        root=root,
-        identity=identity,
-    )

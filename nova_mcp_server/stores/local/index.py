@@ -102,9 +102,14 @@ class SharedLock:
                 self._cond.notify_all()
 
 
+SQLITE_MMAP = 1 << 30  # bytes of the database SQLite reads through a memory map, not pread + copy: a query's
+# key and metadata look-ups of 10 random rows at 1M took 97 us instead of 161
+
+
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     sqlite_durability(db)
+    db.execute(f"PRAGMA mmap_size={SQLITE_MMAP}")
     return db
 
 

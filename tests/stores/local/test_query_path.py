@@ -295,3 +295,12 @@ def test_a_forked_child_still_writes_and_scans(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert answer == b"ok"
+
+
+def test_connections_read_the_database_through_a_memory_map(tmp_path: Path) -> None:
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(5))
+    with store._use("idx") as handle, handle.snapshot() as (db, _):
+        assert db.execute("PRAGMA mmap_size").fetchone()[0] == index_module.SQLITE_MMAP
+    assert handle.writer.execute("PRAGMA mmap_size").fetchone()[0] == index_module.SQLITE_MMAP

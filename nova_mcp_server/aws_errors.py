@@ -108,6 +108,11 @@ _DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "Forbidden",
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NotFoundException"})
 
 
+def is_throttling(exc: BaseException) -> bool:
+    """True when the service asked us to slow down (a throttling code or HTTP 429)."""
+    return isinstance(exc, ClientError) and (error_code(exc) in THROTTLING_CODES or http_status(exc) == 429)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for throttling, model-not-ready, 5xx and connection failures a later attempt may survive.
 

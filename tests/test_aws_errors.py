@@ -133,7 +133,12 @@ def test_valid_vector_bucket_names() -> None:
 # ---- the retry layer ------------------------------------------------------------------------------------
 
 
-STATUS = {"ThrottlingException": 429, "ModelTimeoutException": 408, "ValidationException": 400}
+STATUS = {
+    "ThrottlingException": 429,
+    "ModelTimeoutException": 408,
+    "ValidationException": 400,
+    "InternalServerException": 500,
+}
 
 
 class Clock:
@@ -170,6 +175,31 @@ def test_transient_failures_retry_then_succeed() -> None:
     policy = RetryPolicy(max_attempts=4, rng=random.Random(1))
     assert call_with_retries(fn, policy, clock=clock, sleep=clock.sleep) == "ok"
     assert len(fn.calls) == 4 and len(clock.waits) == 3
+
+
+def test_throttling_gets_twice_the_attempts_of_other_faults() -> None:
+    """4 attempts for a 5xx; 8 when the service keeps saying "slow down"; 1 means no retry at all."""
+    clock = Clock()
+    unavailable = failing(["InternalServerException"] * 20, clock)
+    with pytest.raises(ClientError):
+        call_with_retries(
+            unavailable, RetryPolicy(max_attempts=4, rng=random.Random(3)), clock=clock, sleep=clock.sleep
+        )
+    assert len(unavailable.calls) == 4
+    throttled = failing(["ThrottlingException"] * 20, clock)
+    with pytest.raises(ClientError) as info:
+        call_with_retries(throttled, RetryPolicy(max_attempts=4, rng=random.Random(3)), clock=clock, sleep=clock.sleep)
+    assert len(throttled.calls) == 8 and info.value.attempts == 8  # type: ignore[attr-defined]
+    assert (
+        call_with_retries(
+            failing(["ThrottlingException"] * 7, clock), RetryPolicy(max_attempts=4), clock=clock, sleep=clock.sleep
+        )
+        == "ok"
+    )
+    once = failing(["ThrottlingException"] * 3, clock)
+    with pytest.raises(ClientError):
+        call_with_retries(once, RetryPolicy(max_attempts=1), clock=clock, sleep=clock.sleep)
+    assert len(once.calls) == 1
 
 
 def test_the_budget_bounds_the_whole_call() -> None:

@@ -116,7 +116,7 @@ async def test_a_client_side_read_timeout_is_retried(tmp_path: Path, fake_bedroc
 @pytest.mark.parametrize(
     ("code", "says", "todo", "attempts"),
     [
-        ("ThrottlingException", "throttling or unavailable", "try again later", 4),
+        ("ThrottlingException", "throttling or unavailable", "try again later", 8),  # "slow down": twice the attempts
         ("ServiceUnavailableException", "throttling or unavailable", "try again later", 4),
         ("ModelTimeoutException", "model timed out", "shorter clip", 2),  # one more attempt, on purpose
         ("AccessDeniedException", "denied access", "model access", 1),
@@ -132,7 +132,7 @@ async def test_persistent_bedrock_faults_are_clear_errors_that_write_nothing(
         assert not seeded.is_error
         before = stored_keys(core, "faults")
         calls = fake_bedrock.count()
-        fake_bedrock.fail_next(code, times=10)
+        fake_bedrock.fail_next(code, times=20)
         result = await client.call_tool("index_content", {"texts": ["new text"], "index": "faults"})
         text = result.content[0].text
         assert result.is_error and says in text.lower() and todo in text.lower(), text
@@ -359,7 +359,7 @@ async def test_async_job_failure_partial_failure_and_rerun(tmp_path: Path, moto_
     fake.fail_job = None
     fake.failed_segments = {1, 3}
     partial = (await core.indexing.index([content(video)], index="talks")).jobs[0]
-    fake.fail_next("ThrottlingException", times=10)  # polling is throttled past the retries: the job waits
+    fake.fail_next("ThrottlingException", times=20)  # polling is throttled past the retries: the job waits
     with pytest.raises(BackendUnavailable):
         await core.jobs.advance(partial)
     await core.jobs.poll()  # the poller keeps the job and notes why

@@ -115,21 +115,20 @@ def estimate_text_tokens(chars: int) -> int:
     return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
 
 
-def count_segment(counts: UsageCounts, segment: Any, *, new_source: bool = False) -> None:
+def count_segment(counts: UsageCounts, segment: Any, *, new_source: bool = False, reference_chars: int = 0) -> None:
     """Add one segment (anything with `embed_as`, `text`, `start_s`, `end_s`, like ingest's Segment) to `counts`.
 
     Text is counted in estimated tokens, an image (or a PDF page image) as one image, audio and video by their
     seconds. The dry run calls this for every segment it produces, with `new_source` on a source's first one.
+    A text Nova reads by reference (s3Location, no text here) counts as `reference_chars`: the caller knows
+    the most such a segment can hold.
     """
     counts.segments += 1
     counts.sources += new_source
     kind = segment.embed_as
     if kind == "text":
-        # A text Nova reads by reference (s3Location) is not here: count its upper bound, one chunk.
-        from nova_mcp_server.ingest.text import RETRIEVAL_CHUNK_CHARS
-
         by_reference = segment.text is None and getattr(segment, "s3_uri", None)
-        counts.text_tokens += estimate_text_tokens(RETRIEVAL_CHUNK_CHARS if by_reference else len(segment.text or ""))
+        counts.text_tokens += estimate_text_tokens(reference_chars if by_reference else len(segment.text or ""))
     elif kind == "image":
         counts.images += 1
     elif kind in ("audio", "video"):

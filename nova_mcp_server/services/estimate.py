@@ -14,6 +14,7 @@ from typing import Any, Literal
 from nova_mcp_server import keys
 from nova_mcp_server.errors import InvalidInput, NovaError
 from nova_mcp_server.ingest.pipeline import Ingest
+from nova_mcp_server.ingest.text import RETRIEVAL_CHUNK_CHARS  # the most a by-reference text chunk holds
 from nova_mcp_server.models import ContentInput, Failure, IndexReport
 from nova_mcp_server.pricing import UsageCounts, count_segment, estimate
 from nova_mcp_server.services.catalog import Catalog
@@ -82,7 +83,7 @@ class Estimator:
                         continue
                     async for segments in self.ingest.segment_batches(opened, info, BATCH):
                         for segment in segments:
-                            count_segment(counts, segment, new_source=first)
+                            count_segment(counts, segment, new_source=first, reference_chars=RETRIEVAL_CHUNK_CHARS)
                             first = False
             except NovaError as exc:
                 failed.append(Failure(source=source.display, reason=exc.text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from nova_mcp_server.pricing import CostEstimate
 
@@ -38,6 +39,13 @@ class ContentInput(BaseModel):
         return self
 
 
+# For answers the server writes itself with ``exclude_none`` (semantic_search, fetch): an unset field is left
+# out, never ``null``, so the schema says only what can appear. `"type": "integer"` instead of
+# `"anyOf": [{"type": "integer"}, {"type": "null"}]` per field: a shorter tools/list for the agent's context and
+# a quicker output check in every client.
+Absent = SkipJsonSchema[None]
+
+
 class Locator(BaseModel):
     """Where a segment sits in its source: a PDF page, a time range, a character range.
 
@@ -45,11 +53,11 @@ class Locator(BaseModel):
     added once.
     """
 
-    page: int | None = Field(default=None, description="1-based PDF page")
-    start_s: float | None = Field(default=None, description="start second (audio, video)")
-    end_s: float | None = Field(default=None, description="end second (audio, video)")
-    char_start: int | None = Field(default=None, description="first character (text)")
-    char_end: int | None = Field(default=None, description="character after the last (text)")
+    page: int | Absent = Field(default=None, description="1-based PDF page")
+    start_s: float | Absent = Field(default=None, description="start second (audio, video)")
+    end_s: float | Absent = Field(default=None, description="end second (audio, video)")
+    char_start: int | Absent = Field(default=None, description="first character (text)")
+    char_end: int | Absent = Field(default=None, description="character after the last (text)")
 
     @classmethod
     def of(cls, values: Any) -> Locator:
@@ -115,12 +123,12 @@ class SearchHit(Locator):
     rank: int
     key: str
     score: float = Field(description="cosine similarity (higher is closer)")
-    rerank_score: float | None = Field(default=None, description="the reranker's relevance (rerank=true)")
-    modality: str | None = None
-    source: str | None = None
-    snippet: str | None = None
-    text: str | None = Field(default=None, description="the segment's full text (detail=full)")
-    metadata: dict[str, Any] | None = Field(default=None, description="the user's own metadata (detail=full)")
+    rerank_score: float | Absent = Field(default=None, description="the reranker's relevance (rerank=true)")
+    modality: str | Absent = None
+    source: str | Absent = None
+    snippet: str | Absent = None
+    text: str | Absent = Field(default=None, description="the segment's full text (detail=full)")
+    metadata: dict[str, Any] | Absent = Field(default=None, description="the user's own metadata (detail=full)")
     uri: str = Field(description="nova:// URI of the item: pass it to fetch to read it in full")
 
 
@@ -132,8 +140,8 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
     truncated: bool = Field(default=False, description="hits were left out to stay within the answer's token budget")
     omitted: int = Field(default=0, description="how many hits were left out")
-    note: str | None = Field(default=None, description="how the search was run, when it matters for reading it")
-    query_chars_read: int | None = Field(
+    note: str | Absent = Field(default=None, description="how the search was run, when it matters for reading it")
+    query_chars_read: int | Absent = Field(
         default=None, description="the model read the query only this far (its window); the rest was ignored"
     )
 
@@ -219,23 +227,23 @@ class IndexFacets(IndexSummary):
 class Passage(Locator):
     key: str
     uri: str
-    modality: str | None = None
-    text: str | None = Field(default=None, description="the segment's full text, where it has text")
-    snippet: str | None = Field(default=None, description="its label (media) or short snippet")
+    modality: str | Absent = None
+    text: str | Absent = Field(default=None, description="the segment's full text, where it has text")
+    snippet: str | Absent = Field(default=None, description="its label (media) or short snippet")
 
 
 class FetchResult(Locator):
     index: str
     key: str
     uri: str
-    source: str | None = None
-    modality: str | None = None
-    format: str | None = None
-    text: str | None = Field(default=None, description="the segment's full text (or its label for media)")
+    source: str | Absent = None
+    modality: str | Absent = None
+    format: str | Absent = None
+    text: str | Absent = Field(default=None, description="the segment's full text (or its label for media)")
     metadata: dict[str, Any] = Field(default_factory=dict, description="the user's own metadata")
     context: list[Passage] = Field(default_factory=list, description="neighbouring segments of the same source")
-    joined_text: str | None = Field(default=None, description="the segment and its neighbours joined by char range")
-    page_text: str | None = Field(default=None, description="all text found on this PDF page")
-    transcript: str | None = Field(default=None, description="what is said in this time range (where transcribed)")
-    image: str | None = Field(default=None, description="what the attached picture shows, when one is attached")
-    note: str | None = None
+    joined_text: str | Absent = Field(default=None, description="the segment and its neighbours joined by char range")
+    page_text: str | Absent = Field(default=None, description="all text found on this PDF page")
+    transcript: str | Absent = Field(default=None, description="what is said in this time range (where transcribed)")
+    image: str | Absent = Field(default=None, description="what the attached picture shows, when one is attached")
+    note: str | Absent = None

@@ -112,29 +112,40 @@ class FaissHnswAdapter:
         del self.index
 
 
-def cpu_scaling(rounds: int = 2000) -> float:
-    """How much a second thread adds to GIL-free, cache-resident CPU work (sha256 of 64 KB) right now: ~2.0
-    when two cores are free, ~1.0 when other jobs hold one. Measured beside the searchers, it says how far
-    their speedup could go on this machine at this moment."""
+def machine_scaling(rounds: int = 2000) -> dict[str, float]:
+    """What a second thread adds right now to GIL-free work of two kinds: cache-resident CPU work (sha256 of
+    64 KB; ~2.0 when two cores are free, ~1.0 when other jobs hold one) and a memory stream (summing 128 MB
+    per thread; below 2.0 when memory bandwidth, not cores, is the limit -- as for a scan). Measured beside
+    the searchers, they bound the speedup the machine could give at that moment."""
     import hashlib
     import os as _os
 
     data = _os.urandom(1 << 16)
+    arrays = np.ones((2, 32_000_000), np.float32)
 
-    def rate(n_threads: int) -> float:
-        def work() -> None:
-            for _ in range(rounds):
-                hashlib.sha256(data).digest()
+    def rate(n_threads: int, fn: Callable[[int], Any], reps: int) -> float:
+        def work(i: int) -> None:
+            for _ in range(reps):
+                fn(i)
 
-        pool = [threading.Thread(target=work) for _ in range(n_threads)]
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
         began = time.perf_counter()
         for t in pool:
             t.start()
         for t in pool:
             t.join()
-        return n_threads * rounds / (time.perf_counter() - began)
+        return n_threads * reps / (time.perf_counter() - began)
 
-    return rate(2) / rate(1)
+    def digest(_: int) -> None:
+        hashlib.sha256(data).digest()
+
+    def stream(i: int) -> None:
+        arrays[i].sum()
+
+    return {
+        "cpu_scaling_x2": rate(2, digest, rounds) / rate(1, digest, rounds),
+        "memory_scaling_x2": rate(2, stream, 8) / rate(1, stream, 8),
+    }
 
 
 def concurrency(
@@ -146,8 +157,8 @@ def concurrency(
 ) -> dict[str, float]:
     """Queries per second with 1 searcher and with `threads` searchers on one index (each searcher runs all
     `queries` `rounds` times; the threads start together at a barrier). Unfiltered and a 50 % filter; plus
-    `cpu_scaling_x2`, what a second thread gives plain GIL-free CPU work at the same time (the ceiling)."""
-    out: dict[str, float] = {"threads": threads, "cpu_scaling_x2": cpu_scaling()}
+    `machine_scaling`, what a second thread gives plain GIL-free work at the same time (the ceiling)."""
+    out: dict[str, float] = {"threads": threads, **machine_scaling()}
     for label, flt in (("none", None), ("modality=TEXT", {"modality": "TEXT"})):
         for n_threads in (1, threads):
             start = threading.Barrier(n_threads + 1)

@@ -116,15 +116,18 @@ class Reading:
         roots: Sequence[str | os.PathLike[str]] | None = None,
     ) -> tuple[bytes | None, str | None]:
         """A PNG of an image, a PDF page or a video frame, read under the allowed roots; and what it shows."""
-        raw = thumbnails.read_allowed(source, self.allowed_roots if roots is None else roots)
-        if raw is None:
-            return None, None
-        if modality == "image":
-            return thumbnails.image_png(raw, max_bytes), f"the image {source}"
-        if where.page is not None and raw[:5] == b"%PDF-":
-            return thumbnails.page_png(raw, where.page, max_bytes), f"page {where.page} of {source}"
-        if modality == "video" and where.start_s is not None:
-            return thumbnails.frame_png(raw, where.start_s, max_bytes), f"the frame at {where.start_s:g} s of {source}"
+        with thumbnails.open_allowed(source, self.allowed_roots if roots is None else roots) as f:
+            if f is None:
+                return None, None
+            if modality == "image":
+                return thumbnails.image_png(f, max_bytes), f"the image {source}"
+            if where.page is not None and f.read(5) == b"%PDF-":
+                f.seek(0)
+                return thumbnails.page_png(f, where.page, max_bytes), f"page {where.page} of {source}"
+            f.seek(0)
+            if modality == "video" and where.start_s is not None:
+                shows = f"the frame at {where.start_s:g} s of {source}"
+                return thumbnails.frame_png(f, where.start_s, max_bytes), shows
         return None, None
 
 

@@ -310,3 +310,67 @@ async def test_fetch_a_video_segment_gives_its_time_range_and_the_frame(tmp_path
         assert data["image"].startswith(f"the frame at {data['start_s']:g} s")
         [picture] = [b for b in result.content if b.type == "image"]
         assert base64.b64decode(picture.data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_frame_is_cut_from_the_open_file_not_from_the_whole_video_in_memory(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fetch's picture of a video hit reads around the frame: a long video is never read whole for one frame."""
+    import os
+
+    from nova_mcp_server import thumbnails
+
+    video = _noisy_mp4(tmp_path / "long.mp4", seconds=60)
+    size = video.stat().st_size  # noise does not compress: a few MB
+    read: list[int] = []
+    real_fdopen = os.fdopen
+
+    class Counting:
+        def __init__(self, f: Any) -> None:
+            self._f = f
+
+        def read(self, n: int = -1) -> bytes:
+            data = self._f.read(n)
+            read.append(len(data))
+            return bytes(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._f, name)
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._f.close()
+
+    monkeypatch.setattr(thumbnails.os, "fdopen", lambda fd, mode="r": Counting(real_fdopen(fd, mode)))
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        await call(client, "index_content", sources=[str(video)], index="long")
+        early = {"start_s": {"$lt": 10}}
+        hit = await call(client, "semantic_search", query="a frame", index="long", mode="vector", filter=early)
+        read.clear()
+        result = await client.call_tool("fetch", {"item": hit["hits"][0]["uri"], "include_image": True})
+        assert not result.is_error, result.content[0].text
+        assert [b for b in result.content if b.type == "image"]
+    assert 0 < sum(read) < size / 2, (sum(read), size)
+
+
+def _noisy_mp4(path: Path, seconds: int, fps: int = 5) -> Path:
+    """A video of random pixels (key frame every second): big for its length, unlike solid colours."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.gop_size = fps
+        stream.options = {"preset": "ultrafast"}
+        for _ in range(seconds * fps):
+            pixels = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

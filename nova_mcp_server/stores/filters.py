@@ -40,7 +40,7 @@ import zipfile
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -316,7 +316,19 @@ class _Column:
     doubling, so a store that freezes after every 500-row batch copies each entry O(1) times, not O(n)).
     Readers keep views of the arrays: appending writes only past their ends."""
 
-    __slots__ = ("present", "s_rows", "s_codes", "n_rows", "n_vals", "b_rows", "b_vals", "strings", "arrays", "_bufs")
+    __slots__ = (
+        "present",
+        "s_rows",
+        "s_codes",
+        "n_rows",
+        "n_vals",
+        "b_rows",
+        "b_vals",
+        "strings",
+        "arrays",
+        "_bufs",
+        "_dense",
+    )
 
     def __init__(self) -> None:
         self.present: list[int] = []
@@ -332,6 +344,30 @@ class _Column:
     def set_arrays(self, arrays: tuple[np.ndarray, ...]) -> None:
         self.arrays = arrays
         self._bufs = list(arrays)
+        self._dense: dict[str, tuple[tuple[int, int], np.ndarray | None]] = {}
+
+    def dense(self, kind: str, n: int) -> np.ndarray | None:
+        """One slot per row of 0..n-1 for the entries of `kind` -- "s": string codes (-1: none), "n": numbers
+        (NaN: none), "p": whether the key is present -- so a filter compares one array instead of gathering
+        and scattering entries (at 1M rows, `modality = TEXT` in ~1 ms instead of ~9). None when some row
+        holds two entries of that kind (a list of two strings): then the entry arrays answer. Cached until
+        the column or the row count grows; concurrent readers may both build it (the same array)."""
+        arrays = self.freeze()
+        rows, values, fill, dtype = {
+            "s": (arrays[1], arrays[2], -1, np.int32),
+            "n": (arrays[3], arrays[4], np.nan, np.float64),
+            "p": (arrays[0], None, False, np.bool_),
+        }[kind]
+        key = (n, len(rows))
+        hit = self._dense.get(kind)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out: np.ndarray | None = None
+        if not len(rows) or bool((rows[1:] > rows[:-1]).all()) or int(np.bincount(rows).max()) <= 1:
+            out = np.full(n, fill, dtype=dtype)
+            out[rows] = True if values is None else values
+        self._dense[kind] = (key, out)
+        return out
 
     def add(self, row: int, value: Any) -> None:
         self.present.append(row)
@@ -533,17 +569,33 @@ class MetadataColumns:
 
     def _equal_any(self, column: _Column, operands: tuple[Primitive, ...]) -> np.ndarray:
         _, s_rows, s_codes, n_rows, n_vals, b_rows, b_vals = column.freeze()
-        hits = []
+        hits: list[np.ndarray] = []  # rows that match (entry arrays)
+        masks: list[np.ndarray] = []  # or masks over all rows (dense slots)
         codes = [column.strings[v] for v in operands if isinstance(v, str) and v in column.strings]
         numbers = [float(v) for v in operands if _is_number(v)]
         flags = [v for v in operands if isinstance(v, bool)]
         if codes:
-            hits.append(s_rows[s_codes == codes[0]] if len(codes) == 1 else s_rows[np.isin(s_codes, codes)])
+            dense = column.dense("s", self.n)
+            if dense is None:
+                hits.append(s_rows[s_codes == codes[0]] if len(codes) == 1 else s_rows[np.isin(s_codes, codes)])
+            elif len(codes) == 1:
+                masks.append(dense == codes[0])
+            else:
+                wanted = np.zeros(len(column.strings) + 1, dtype=bool)  # the last slot is code -1: no string
+                wanted[codes] = True
+                masks.append(wanted[dense])
         if numbers:
-            hits.append(n_rows[np.isin(n_vals, numbers)])
+            dense = column.dense("n", self.n)
+            if dense is None:
+                hits.append(n_rows[np.isin(n_vals, numbers)])
+            else:
+                masks.append(np.isin(dense, numbers))
         if flags:
             hits.append(b_rows[np.isin(b_vals, flags)])
-        return self._rows(*hits)
+        out = self._rows(*hits) if hits or not masks else masks.pop()
+        for m in masks:
+            out |= m
+        return out
 
     def _leaf(self, leaf: Leaf) -> np.ndarray:
         column = self._columns.get(leaf.key)
@@ -551,8 +603,9 @@ class MetadataColumns:
             matched_when_missing = leaf.op in ("$ne", "$nin") or (leaf.op == "$exists" and not leaf.value)
             return np.full(self.n, matched_when_missing, dtype=bool)
         if leaf.op == "$exists":
-            found = self._rows(column.freeze()[0])
-            return found if leaf.value else ~found
+            present = column.dense("p", self.n)
+            assert present is not None  # one presence entry per row
+            return present.copy() if leaf.value else ~present
         if leaf.op in ("$eq", "$ne"):
             found = self._equal_any(column, (leaf.value,))
             return found if leaf.op == "$eq" else ~found
@@ -563,5 +616,8 @@ class MetadataColumns:
             codes = [code for text, code in column.strings.items() if text.startswith(leaf.value)]
             _, s_rows, s_codes = column.freeze()[:3]
             return self._rows(s_rows[np.isin(s_codes, codes)]) if codes else np.zeros(self.n, dtype=bool)
+        numbers = column.dense("n", self.n)
+        if numbers is not None:
+            return cast(np.ndarray, _COMPARE[leaf.op](numbers, leaf.value))  # NaN (no number) compares false
         n_rows, n_vals = column.freeze()[3:5]
         return self._rows(n_rows[_COMPARE[leaf.op](n_vals, leaf.value)])

@@ -210,3 +210,19 @@ def test_vectorised_equals_reference(rows: list[dict[str, Any] | None], filter: 
     columns = MetadataColumns()
     columns.extend(rows)
     assert columns.mask(compiled).tolist() == [matches(m, compiled) for m in rows]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(metadata, max_size=12), more=st.lists(metadata, max_size=6), filter=filters)
+def test_vectorised_equals_reference_as_the_columns_grow(
+    rows: list[dict[str, Any] | None], more: list[dict[str, Any] | None], filter: dict[str, Any]
+) -> None:
+    """Masks taken before and after more rows arrive (the dense per-row slots are rebuilt as columns grow)."""
+    compiled = validate_filter(filter)
+    columns = MetadataColumns()
+    columns.extend(rows)
+    columns.freeze()
+    assert columns.mask(compiled).tolist() == [matches(m, compiled) for m in rows]
+    columns.extend(more)
+    columns.freeze()
+    assert columns.mask(compiled).tolist() == [matches(m, compiled) for m in rows + more]

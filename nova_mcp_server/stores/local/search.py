@@ -45,7 +45,15 @@ GATHER_BLOCK = 512  # matching rows gathered and scored per block: 2 MB at 1024-
 # 1M rows, 25k of them: 39 ms in blocks of 256, 91 ms in blocks of 16k, 99 ms in one gather)
 
 PARALLEL_ROWS = 8192  # scans of more rows than this are split across the cores
-_CORES = min(4, os.cpu_count() or 1)
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity where the OS says, else the machine's count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
+
+
+_CORES = min(4, cpu_cores())
 _SCANNER: ThreadPoolExecutor | None = None
 _blas_lock = threading.Lock()
 _blas_limited = False

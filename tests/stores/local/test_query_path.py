@@ -304,3 +304,42 @@ def test_connections_read_the_database_through_a_memory_map(tmp_path: Path) -> N
     with store._use("idx") as handle, handle.snapshot() as (db, _):
         assert db.execute("PRAGMA mmap_size").fetchone()[0] == index_module.SQLITE_MMAP
     assert handle.writer.execute("PRAGMA mmap_size").fetchone()[0] == index_module.SQLITE_MMAP
+
+
+def test_searches_beyond_the_slots_wait_for_one_to_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2 search slots, two searches hold them and a third does not start its scan until one ends."""
+    from nova_mcp_server.stores.local import store as store_module
+
+    monkeypatch.setattr(store_module, "SEARCH_SLOTS", threading.BoundedSemaphore(2))
+    store = LocalVectorStore(tmp_path)
+    store.create_index(spec("idx", DIM))
+    put(store, rows(50))
+    lock, gate = threading.Lock(), threading.Event()
+    two_in, third_in = threading.Event(), threading.Event()
+    entered: list[int] = []
+    real = store_module.search
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            entered.append(1)
+            if len(entered) == 2:
+                two_in.set()
+            if len(entered) == 3:
+                third_in.set()
+        assert gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "search", held)
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(len(store.query_vectors("idx", rows(1)[0], top_k=2))))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    assert two_in.wait(30)
+    assert not third_in.wait(1.0)  # the third searcher waits for a slot (with 3 slots it would be in at once)
+    gate.set()
+    for t in threads:
+        t.join(30)
+    assert third_in.is_set() and results == [2, 2, 2]

@@ -55,3 +55,20 @@ class BackendUnavailable(NovaError):
 
 class ModelUnavailable(NovaError):
     """An embedding model cannot be loaded or reached (no model access, offline without weights)."""
+
+
+def json_kind(value: object) -> str:
+    """What the agent sent, in JSON's words (never a Python type name: the agent wrote JSON)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value JSON cannot hold"

@@ -11,7 +11,7 @@ import hashlib
 import math
 from typing import Any
 
-from nova_mcp_server.errors import InvalidInput
+from nova_mcp_server.errors import InvalidInput, json_kind
 from nova_mcp_server.stores.base import MAX_METADATA_KEYS, metadata_bytes
 
 SOURCE_ID_CHARS = 24
@@ -84,12 +84,13 @@ def check_user_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
             raise InvalidInput(f"metadata key {key!r} is invalid: use a non-empty name not starting with '$'.")
         values = value if isinstance(value, list) else [value]
         if isinstance(value, list) and not value:
-            raise InvalidInput(f"metadata '{key}' is an empty list; give at least one value or leave it out.")
+            raise InvalidInput(f"metadata '{key}' is an empty array; give at least one value or leave it out.")
         for item in values:
             if not isinstance(item, str | int | float | bool):
+                kind = "a nested array" if isinstance(item, list) else json_kind(item)
                 raise InvalidInput(
-                    f"metadata '{key}' has a value of type {type(item).__name__}; "
-                    "allowed are string, number, boolean, or a list of those."
+                    f"metadata '{key}' has {kind} as a value; allowed are a string, a number, a boolean, "
+                    "or an array of those."
                 )
             if isinstance(item, float) and not math.isfinite(item):
                 raise InvalidInput(f"metadata '{key}' is {item!r}; numbers must be finite.")

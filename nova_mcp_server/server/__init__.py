@@ -16,7 +16,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from nova_mcp_server import __version__
 from nova_mcp_server.errors import NovaError
-from nova_mcp_server.server.arguments import StrictArguments
+from nova_mcp_server.server.arguments import NovaMCPServer, StrictArguments
 from nova_mcp_server.server.completions import register_completions
 from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.server.prompts import register_prompts
@@ -77,7 +77,7 @@ def build_server(app: App | AppHandle, *, poll_seconds: float = POLL_SECONDS) ->
                 tg.cancel_scope.cancel()
 
     strict = StrictArguments()
-    mcp = MCPServer(
+    mcp = NovaMCPServer(
         "nova-multimodal-mcp",
         extensions=[strict],
         version=__version__,

@@ -42,6 +42,7 @@ from nova_mcp_server.models import (
 )
 from nova_mcp_server.roots import combine_roots
 from nova_mcp_server.schema import EmbeddingPurpose, Modality
+from nova_mcp_server.server.arguments import argument_problems
 from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.thumbnails import MAX_IMAGES_PER_ANSWER
 
@@ -83,8 +84,9 @@ def agent_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         except NovaError as exc:
             raise ToolError(exc.text) from None
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-            raise ToolError(f"Invalid arguments: {details}") from None
+            raise ToolError(
+                f"Invalid arguments: {argument_problems(exc)}. Nothing was done: call it again with them fixed."
+            ) from None
         except ToolError:
             raise
         except Exception:

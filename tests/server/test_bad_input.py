@@ -135,14 +135,14 @@ async def test_search_arguments(local: Any) -> None:
     cases = [
         Case("semantic_search", {"query": "x", "index": "nope"}, "'nope' does not exist", "list_indexes"),
         Case("semantic_search", {"query": "x", "index": "Bad_Name"}, "invalid index name", "3-63 characters"),
-        Case("semantic_search", {**q, "top_k": 0}, "top_k", "greater than or equal to 1"),
-        Case("semantic_search", {**q, "top_k": 101}, "top_k", "less than or equal to 100"),
-        Case("semantic_search", {**q, "top_k": "ten"}, "top_k", "valid integer"),
+        Case("semantic_search", {**q, "top_k": 0}, "top_k", "at least 1"),
+        Case("semantic_search", {**q, "top_k": 101}, "top_k", "at most 100"),
+        Case("semantic_search", {**q, "top_k": "ten"}, "top_k", "must be an integer"),
         Case("semantic_search", {"index": "docs"}, "exactly one of query", ""),
         Case("semantic_search", {**q, "vector_handle": "vec-0"}, "exactly one of query", ""),
         Case("semantic_search", {"query": "   ", "index": "docs"}, "query is empty", "give some text"),
         Case("semantic_search", {"vector_handle": "vec-nope", "index": "docs"}, "no vector with handle", "embed"),
-        Case("semantic_search", {**q, "modality": ["smell"]}, "modality", "should be 'text'"),
+        Case("semantic_search", {**q, "modality": ["smell"]}, "modality", "one of 'text'"),
         Case("semantic_search", {**q, "filter": {"page": {"$regex": "a"}}}, r"unknown operator '\$regex'", r"\$eq"),
         Case("semantic_search", {**q, "filter": {"page": {"$in": []}}}, r"\$in", "non-empty array"),
         Case("semantic_search", {**q, "filter": {"page": {"$gt": "3"}}}, r"\$gt", "takes a number"),
@@ -172,10 +172,10 @@ async def test_metadata_and_index_names(local: Any) -> None:
         Case("index_content", {**t, "metadata": {"snippet": "x", "page": 1}}, "reserved", "rename"),
         Case("index_content", {**t, "metadata": {"$x": 1}}, r"key '\$x' is invalid", "not starting with"),
         Case("index_content", {**t, "metadata": {"": 1}}, "invalid", "non-empty name"),
-        Case("index_content", {**t, "metadata": {"k": {"nested": 1}}}, "type dict", "string, number, boolean"),
-        Case("index_content", {**t, "metadata": {"k": [[1]]}}, "type list", "string, number, boolean"),
-        Case("index_content", {**t, "metadata": {"k": []}}, "empty list", "at least one value"),
-        Case("index_content", {**t, "metadata": {"k": None}}, "NoneType", "string, number, boolean"),
+        Case("index_content", {**t, "metadata": {"k": {"nested": 1}}}, "has an object", "a string, a number"),
+        Case("index_content", {**t, "metadata": {"k": [[1]]}}, "has a nested array", "a string, a number"),
+        Case("index_content", {**t, "metadata": {"k": []}}, "empty array", "at least one value"),
+        Case("index_content", {**t, "metadata": {"k": None}}, "has null", "a string, a number, a boolean"),
         Case("index_content", {**t, "index": "A_B"}, "invalid index name", "lowercase"),
         Case("index_content", {**t, "index": "ab"}, "invalid index name", "3-63"),
         Case("index_content", {**t, "index": "x" * 64}, "invalid index name", "3-63"),
@@ -296,7 +296,7 @@ async def test_nova_dimension_and_backend_limits(tmp_path: Path, fake_bedrock: F
             Case("embed_content", {"contents": [{"text": "x"}], "dimension": d}, f"{d}", "3072, 1024, 384")
             for d in (512, 0, -1, 4096, 1023)
         ] + [
-            Case("embed_content", {"contents": [{"text": "x"}], "dimension": "big"}, "dimension", "valid integer"),
+            Case("embed_content", {"contents": [{"text": "x"}], "dimension": "big"}, "dimension", "must be an integer"),
             Case("embed_content", {"contents": [{"text": "x"}], "purpose": "FOO"}, "purpose", "GENERIC_INDEX"),
             Case("semantic_search", {"query": "x", "index": "energy", "top_k": 1000}, "top_k", "100"),
         ]

@@ -114,6 +114,24 @@ def settings_from(args: argparse.Namespace) -> Any:
     return Settings(**overrides)
 
 
+def setting_problems(exc: ValidationError, args: argparse.Namespace) -> str:
+    """Each refused setting named as the user wrote it (the flag, or else the NOVA_MCP_ variable) with the rule."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        flag = "--" + field.replace("_", "-")
+        where = f"NOVA_MCP_{field.upper()}" + (f" (or {flag})" if field in vars(args) else "")
+        if getattr(args, field, None) is not None:
+            where = f"{flag} (or NOVA_MCP_{field.upper()})"
+        rule = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        if rule.startswith("Input should be "):
+            rule = "must be " + rule.removeprefix("Input should be ").replace("a valid integer", "an integer")
+        value = error.get("input")
+        got = f" (got {value!r})" if isinstance(value, str | int | float) and rule.startswith("must") else ""
+        problems.append(f"{where}: {rule}{got}" if field else rule)
+    return "; ".join(problems) + ". Fix it in the server's configuration (env or args) and start it again."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
@@ -122,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as exc:
-        print(f"nova-multimodal-mcp: invalid setting: {exc.errors(include_url=False)[0]['msg']}", file=sys.stderr)
+        print(f"nova-multimodal-mcp: invalid setting: {setting_problems(exc, args)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

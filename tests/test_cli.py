@@ -223,3 +223,28 @@ def test_index_dry_run_estimates_and_writes_nothing(cli: Cli) -> None:
     assert listed.returncode == 0 and "planned" not in listed.stdout
     human = cli("index", str(doc), "--index", "planned", "--dry-run")
     assert human.returncode == 0 and "nothing embedded or written" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"NOVA_MCP_CONCURRENCY": "abc"}, ("NOVA_MCP_CONCURRENCY", "--concurrency", "an integer", "'abc'")),
+        ({"NOVA_MCP_VECTOR_BUCKET": "Bad_Bucket!"}, ("NOVA_MCP_VECTOR_BUCKET", "--vector-bucket", "Bad_Bucket!")),
+    ],
+)
+def test_an_invalid_setting_names_its_variable(
+    env: dict[str, str], names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value the settings refuse says which variable (or flag) holds it, so the user knows what to fix."""
+    from nova_mcp_server.cli import main
+
+    for key in [k for k in os.environ if k.startswith("NOVA_MCP_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout belongs to the protocol
+    for name in names:
+        assert name in captured.err, captured.err
+    assert "Value error" not in captured.err

@@ -121,6 +121,16 @@ class S3Location(_Wire):
     bucket_owner: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
 
 
+def nameable_by_s3_location(uri: str) -> bool:
+    """Whether ``uri`` fits the documented ``s3Location.uri`` (S3 keys may hold characters it does not take,
+    a newline for one: such an object is read here and sent inline instead)."""
+    try:
+        S3Location(uri=uri)
+    except ValidationError:
+        return False
+    return True
+
+
 class TextSource(_Wire):
     """Text may come from S3 only; inline text goes in ``value`` (``bytes`` is not valid for text)."""
 

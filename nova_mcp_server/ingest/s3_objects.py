@@ -31,7 +31,7 @@ from nova_mcp_server.ingest.model import Segment, SourceRef
 from nova_mcp_server.ingest.s3 import parse_s3_uri, s3_errors
 from nova_mcp_server.ingest.sniff import TEXT_PROBE_BYTES, sniff_head
 from nova_mcp_server.ingest.text import chunk_size_for
-from nova_mcp_server.schema import Modality
+from nova_mcp_server.schema import Modality, nameable_by_s3_location
 
 CHUNK = 1 << 20
 Segmenter = Callable[[SourceRef], Iterator[Segment]]
@@ -48,7 +48,7 @@ def default_client(client: Any) -> Any:
 
 def by_reference(source: SourceRef, info: EmbedderInfo) -> Segment | None:
     """The one segment that names ``source`` for Nova to read, or None when its bytes are needed here."""
-    if info.provider != "nova" or source.kind != "s3":
+    if info.provider != "nova" or source.kind != "s3" or not nameable_by_s3_location(source.uri):
         return None
     image = source.modality is Modality.IMAGE and "image" in info.modalities and source.format is not None
     if image and sync_s3_problem("image", source.format or "", source.size) is None:

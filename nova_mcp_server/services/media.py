@@ -16,7 +16,7 @@ from nova_mcp_server.ingest.loading import Opened
 from nova_mcp_server.ingest.text import chunk_size_for
 from nova_mcp_server.jobstore import LEASE_SECONDS, AsyncJobStore, new_job_id
 from nova_mcp_server.models import Locator
-from nova_mcp_server.schema import ResultStatus
+from nova_mcp_server.schema import ResultStatus, nameable_by_s3_location
 from nova_mcp_server.services.catalog import Catalog
 from nova_mcp_server.services.embedding import EmbedderPolicy
 from nova_mcp_server.services.metadata import segment_metadata
@@ -51,6 +51,8 @@ class MediaJobs:
         """Whether the async task takes it; a local file's length is read from its one open file (never reopened
         by path)."""
         if source.fh is None:  # an S3 object resolved by HEAD: Nova reads it by reference
+            if not nameable_by_s3_location(source.uri):
+                return False  # a key s3Location cannot name: downloaded and embedded here (`s3_objects`)
             try:
                 return self.nova.wants_by_reference(
                     source.modality, source.format, source.size, text_chunk=self._text_chunk()

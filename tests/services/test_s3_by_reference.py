@@ -177,3 +177,36 @@ async def test_without_a_staging_bucket_an_s3_video_is_downloaded_and_the_copy_r
     [body] = [b for b in fake.invoke_bodies if "video" in b["singleEmbeddingParams"]]
     assert "bytes" in body["singleEmbeddingParams"]["video"]["source"]  # windowed here, sent inline
     assert list((core.settings.data_dir / "downloads").iterdir()) == []  # after success and after the failure
+
+
+async def test_a_key_no_s3location_can_name_is_downloaded_not_failed(tmp_path: Path, clients: tuple[Any, Any]) -> None:
+    """S3 keys may hold any UTF-8 (a newline too); Nova's s3Location uri does not take every one: such an
+    object is read here and sent inline, instead of failing as an internal error."""
+    server, bedrock_s3 = clients
+    text_uri = put(server, "odd/line\nbreak.txt", b"tidal power comes from the moon")
+    image_uri = put(server, "odd/red\n.png", make_image(tmp_path / "red.png", "png").read_bytes())
+    plain = put(server, "odd/plain.txt", b"wind turbines on the hill")
+    fake = FakeBedrockRuntime(s3=bedrock_s3)
+    core = nova_core(tmp_path, fake, s3=server)
+
+    report = await core.indexing.index([ContentInput(s3_uri=f"s3://{SRC}/odd/")], index="odd-keys")
+    assert (report.indexed_sources, report.failed) == (3, [])
+    sent = [sources(b["singleEmbeddingParams"]) for b in fake.invoke_bodies]
+    assert {"text": {"s3Location": {"uri": plain}}} in sent  # a nameable key still goes by reference
+    assert not any(text_uri in str(s) or image_uri in str(s) for s in sent)
+    hits = await core.search.search(query="tidal power", index="odd-keys", top_k=3, mode="vector")
+    assert text_uri in [h.source for h in hits.hits]
+    assert list((core.settings.data_dir / "downloads").iterdir()) == []
+
+
+async def test_a_long_text_under_such_a_key_is_chunked_here_not_sent_async(
+    tmp_path: Path, clients: tuple[Any, Any]
+) -> None:
+    server, bedrock_s3 = clients
+    uri = put(server, "odd/long\nbook.txt", " ".join(f"word{n} about tides" for n in range(900)).encode())
+    fake = FakeBedrockRuntime(s3=bedrock_s3, in_progress_polls=0)
+    core = nova_core(tmp_path, fake, s3=server, async_media=True, staging_bucket=TEST_BUCKET)
+    report = await core.indexing.index([ContentInput(s3_uri=uri)], index="odd-long")
+    assert (report.indexed_sources, report.failed, report.jobs) == (1, [], [])
+    assert report.indexed_segments > 1
+    assert list((core.settings.data_dir / "downloads").iterdir()) == []

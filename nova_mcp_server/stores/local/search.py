@@ -179,14 +179,22 @@ def probe(view: View, query: np.ndarray, mask: np.ndarray, want: int, nprobe: in
     calls per query, so concurrent searchers overlap."""
     ivf = view.ivf
     assert ivf is not None
-    centroid = ivf.centroid_scores(query)
-    order = np.argsort(-centroid)
+    distance = -ivf.centroid_scores(query)
+    if nprobe < ivf.lists:  # the first round's lists by a partial sort; the rest sorted only when widening
+        order = np.argpartition(distance, nprobe - 1)[:nprobe]
+    else:
+        order = np.argsort(distance, kind="stable")
     clustered = min(ivf.clustered, view.rows)
     tail_rows = np.arange(clustered, clustered + len(view.tail_lists))
     rows_parts: list[np.ndarray] = []
     score_parts: list[np.ndarray] = []
     found, done, step = 0, 0, nprobe
-    while done < len(order):
+    while done < ivf.lists:
+        if done >= len(order):  # widening past the first round: every list not yet probed, nearest first
+            rest = np.ones(ivf.lists, dtype=bool)
+            rest[order] = False
+            others = np.flatnonzero(rest)
+            order = np.concatenate([order, others[np.argsort(distance[others], kind="stable")]])
         lists = order[done : done + step]
         done += len(lists)
         starts = np.minimum(ivf.offsets[lists], clustered)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nova_mcp_server.errors import InvalidInput
-from nova_mcp_server.stores.filters import MetadataColumns, matches, validate_filter
+from nova_mcp_server.stores.filter_columns import MetadataColumns
+from nova_mcp_server.stores.filters import matches, validate_filter
 
 ROWS: list[dict[str, Any] | None] = [
     {"genre": "drama", "year": 2020, "tags": ["a", "b"], "flag": True},

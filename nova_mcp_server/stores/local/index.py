@@ -28,7 +28,8 @@ import orjson
 
 from nova_mcp_server.durable import sqlite_durability
 from nova_mcp_server.stores.base import IndexInfo
-from nova_mcp_server.stores.filters import CompiledFilter, MetadataColumns
+from nova_mcp_server.stores.filter_columns import MetadataColumns
+from nova_mcp_server.stores.filters import CompiledFilter
 from nova_mcp_server.stores.local.ann import Ivf
 from nova_mcp_server.stores.local.vectorfile import (
     RowCache,

@@ -28,7 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nova_mcp_server.durable import sync_dir
-from nova_mcp_server.stores.filters import MetadataColumns
+from nova_mcp_server.stores.filter_columns import MetadataColumns
 from nova_mcp_server.stores.local.ann import ANN_MIN_ROWS, Ivf, lists_for, sorted_layout, train
 from nova_mcp_server.stores.local.index import Handle
 from nova_mcp_server.stores.local.vectorfile import (

@@ -16,7 +16,8 @@ from stores_support import spec
 from threadpoolctl import threadpool_info
 
 from nova_mcp_server.stores.base import VectorRecord
-from nova_mcp_server.stores.filters import MetadataColumns, matches, validate_filter
+from nova_mcp_server.stores.filter_columns import MetadataColumns
+from nova_mcp_server.stores.filters import matches, validate_filter
 from nova_mcp_server.stores.local import LocalVectorStore
 from nova_mcp_server.stores.local import index as index_module
 from nova_mcp_server.stores.local import search as search_module

@@ -167,6 +167,17 @@ def nothing_indexed(report: IndexReport) -> str:
     return f"Nothing was indexed into '{report.index}': {len(report.failed)} source(s) failed. {shown}{more}"
 
 
+def nothing_found(report: IndexReport, sources: Sequence[str], include: Sequence[str], exclude: Sequence[str]) -> str:
+    """All counts zero: the sources named no file, which an agent would otherwise read as done."""
+    named = ", ".join(sources[:3]) + (f" (and {len(sources) - 3} more)" if len(sources) > 3 else "")
+    patterns = [f"include {list(include)}" if include else "", f"exclude {list(exclude)}" if exclude else ""]
+    kept = " and ".join(p for p in patterns if p)
+    why = f"no file under {named} passed {kept}" if kept else f"{named} holds no file (an empty folder or prefix)"
+    return f"Nothing was indexed into '{report.index}': {why}. Check the paths" + (
+        " and the patterns (they match file names, e.g. *.pdf)." if kept else ", or name the files directly."
+    )
+
+
 def register_read_tools(mcp: MCPServer, handle: AppHandle) -> None:
     nova = handle.is_nova
 
@@ -393,6 +404,8 @@ def register_write_tools(mcp: MCPServer, handle: AppHandle) -> None:
             report.jobs.append(job_id)
         elif report.failed and not (report.indexed_sources or report.skipped_unchanged or report.jobs):
             raise NovaError(nothing_indexed(report))  # is_error, so an agent cannot mistake it for success
+        elif not (report.indexed_sources or report.skipped_unchanged or report.jobs or report.removed_segments):
+            raise NovaError(nothing_found(report, sources, include, exclude))
         return report
 
     @mcp.tool(annotations=hints("Create index", read_only=False, destructive=False, idempotent=True, open_world=nova))

@@ -47,6 +47,8 @@ def item_uri(index: str, key: str) -> str:
 def parse_item_ref(ref: str, default_index: str | None) -> tuple[str, str]:
     """(index, key) of a hit's `nova://indexes/{index}/items/{key}` URI, or of a bare key in `default_index`."""
     ref = ref.strip()
+    if not ref:
+        raise InvalidInput("No item was given.", "Give a hit's `uri` (nova://indexes/NAME/items/KEY) or its `key`.")
     match = ITEM_URI.fullmatch(ref)
     if match:
         return match["index"], match["key"]

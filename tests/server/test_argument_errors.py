@@ -75,3 +75,13 @@ async def test_a_tool_without_arguments_says_so(tmp_path: Path, tiny_model: Path
     assert result.is_error
     assert "takes no arguments" in text, text
     assert "It takes: ." not in text
+
+
+async def test_an_empty_item_says_what_to_give(tmp_path: Path, tiny_model: Path) -> None:
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        await client.call_tool("index_content", {"texts": ["green grass"], "index": "docs"})
+        for tool, args in (("fetch", {"item": " ", "index": "docs"}), ("fetch", {"item": ""})):
+            result = await client.call_tool(tool, args)
+            text = result.content[0].text
+            assert result.is_error and "no item" in text.lower() and "uri" in text and "key" in text, text

@@ -22,7 +22,7 @@ from nova_mcp_server.server.handle import AppHandle
 from nova_mcp_server.server.prompts import register_prompts
 from nova_mcp_server.server.resources import register_resources
 from nova_mcp_server.server.subscriptions import JobWatchers
-from nova_mcp_server.server.tools import register_read_tools, register_write_tools
+from nova_mcp_server.server.tools import WRITE_TOOLS, register_read_tools, register_write_tools
 
 if TYPE_CHECKING:
     from nova_mcp_server.app import App
@@ -76,7 +76,7 @@ def build_server(app: App | AppHandle, *, poll_seconds: float = POLL_SECONDS) ->
                 handle.when_ready(_unspawn)
                 tg.cancel_scope.cancel()
 
-    strict = StrictArguments()
+    strict = StrictArguments(withheld=WRITE_TOOLS if settings.read_only else ())
     mcp = NovaMCPServer(
         "nova-multimodal-mcp",
         extensions=[strict],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 from mcp.server import MCPServer
@@ -54,11 +55,16 @@ SYNONYMS = {
 class StrictArguments(Extension):
     identifier = "io.github.nova-multimodal-mcp/strict-arguments"
 
-    def __init__(self) -> None:
+    def __init__(self, *, withheld: Collection[str] = ()) -> None:
         self.server: MCPServer | None = None
         self._accepted: dict[str, set[str]] | None = None
+        self._withheld = set(withheld)  # the writers a read-only server does not register
 
     async def intercept_tool_call(self, params: CallToolRequestParams, ctx: Any, call_next: CallNext) -> Any:
+        if params.name in self._withheld:  # not "Unknown tool": say why it is missing and who can change it
+            return CallToolResult(
+                content=[TextContent(type="text", text=read_only_message(params.name))], is_error=True
+            )
         accepted = (await self._names()).get(params.name)
         unknown = sorted(set(params.arguments or {}) - accepted) if accepted is not None else []
         if not unknown:
@@ -77,6 +83,14 @@ class StrictArguments(Extension):
 
     def install(self, server: MCPServer) -> None:
         self.server = server
+
+
+def read_only_message(tool: str) -> str:
+    return (
+        f"{tool} is not available: this server runs read-only (NOVA_MCP_READ_ONLY or --read-only), so no tool "
+        "that writes or deletes is offered; nothing was done. Search and fetch still work; to change an index, "
+        "ask the user to start the server without read-only mode."
+    )
 
 
 def unknown_arguments_message(tool: str, unknown: list[str], accepted: set[str]) -> str:

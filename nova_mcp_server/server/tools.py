@@ -348,6 +348,10 @@ def register_read_tools(mcp: MCPServer, handle: AppHandle) -> None:
         return JobList(jobs=await app.jobs.status(job_id))
 
 
+# What register_write_tools registers (a read-only server registers none of them, and says so when called).
+WRITE_TOOLS = ("index_content", "create_index", "delete_index", "delete_content")
+
+
 def register_write_tools(mcp: MCPServer, handle: AppHandle) -> None:
     nova = handle.is_nova
 

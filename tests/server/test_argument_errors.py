@@ -85,3 +85,28 @@ async def test_an_empty_item_says_what_to_give(tmp_path: Path, tiny_model: Path)
             result = await client.call_tool(tool, args)
             text = result.content[0].text
             assert result.is_error and "no item" in text.lower() and "uri" in text and "key" in text, text
+
+
+async def test_a_writer_called_on_a_read_only_server_says_why_it_is_missing(tmp_path: Path, tiny_model: Path) -> None:
+    core = local_core(tmp_path, tiny_model, read_only=True)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        for tool, args in (("index_content", {"texts": ["x"]}), ("delete_index", {"name": "docs"})):
+            result = await client.call_tool(tool, args)
+            text = result.content[0].text
+            assert result.is_error and "read-only" in text and "NOVA_MCP_READ_ONLY" in text, text
+        unknown = await client.call_tool("no_such_tool", {})
+        assert unknown.is_error and "read-only" not in unknown.content[0].text
+    assert core.store.list_indexes() == []
+
+
+async def test_the_withheld_writers_are_exactly_the_ones_a_writable_server_adds(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from nova_mcp_server.server.tools import WRITE_TOOLS
+
+    names = {}
+    for read_only in (False, True):
+        core = local_core(tmp_path / str(read_only), tiny_model, read_only=read_only)
+        async with Client(build_server(core, poll_seconds=0)) as client:
+            names[read_only] = {t.name for t in (await client.list_tools()).tools}
+    assert names[False] - names[True] == set(WRITE_TOOLS)

@@ -103,7 +103,7 @@ class Reading:
 
     def _picture(self, result: FetchResult, roots: Sequence[str | os.PathLike[str]] | None) -> bytes | None:
         picture, shows = self.picture_of(result.source, result.modality, result, roots=roots)
-        result.image = shows
+        result.image = shows if picture is not None else None  # what an attached picture shows; none, no claim
         return picture
 
     def picture_of(

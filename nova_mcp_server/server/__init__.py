@@ -99,7 +99,7 @@ def build_server(app: App | AppHandle, *, poll_seconds: float = POLL_SECONDS) ->
 
 async def _build(handle: AppHandle) -> None:
     """Build the App off the event loop, so the first call finds it ready."""
-    with suppress(NovaError):  # logged by the handle; every tool answers with the reason
+    with suppress(NovaError):  # logged by the handle (any failure); every tool answers with the reason
         await handle.get()
 
 

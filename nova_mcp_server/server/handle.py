@@ -33,6 +33,22 @@ def _build_app(settings: Settings) -> App:
     return build_app(settings)
 
 
+def build_failure(exc: Exception, settings: Settings) -> NovaError:
+    """What an agent is told when building the App broke unexpectedly: the file problem, or where to look."""
+    if isinstance(exc, OSError):
+        what = exc.strerror or "cannot be used"
+        where = f": {exc.filename}" if exc.filename else ""
+        return NovaError(
+            f"The server could not start its services: {what}{where}.",
+            f"Check that NOVA_MCP_DATA_DIR ({settings.data_dir}) is a folder this user can write, and the other "
+            "configured paths; then call again (or restart the server).",
+        )
+    return NovaError(
+        "The server could not start its services because of an internal error (the details are in the server's log).",
+        "Run the doctor tool to check the set-up; if it keeps failing, report it with the server log.",
+    )
+
+
 class AppHandle:
     def __init__(
         self, settings: Settings, *, app: App | None = None, build: Callable[[Settings], App] = _build_app
@@ -78,6 +94,9 @@ class AppHandle:
                     self._refused = exc
                     log.error("the server cannot work with this configuration: %s", exc.text)
                     raise
+                except Exception as exc:  # not refused for good: the next call builds again (a folder fixed)
+                    log.exception("the server could not build its services")
+                    raise build_failure(exc, self.settings) from None
                 for fn in self._when_ready:
                     fn(app)
                 self._when_ready.clear()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from support import REPO, make_settings
@@ -77,3 +78,21 @@ async def test_a_refused_configuration_is_every_tools_answer_and_the_doctor_stil
         report = doctor.structured_content
         assert report["backend"] == "aws" and report["ok"] is False  # no credentials here: the checks say so
         assert "vector bucket" in {c["name"] for c in report["checks"]}
+
+
+async def test_a_build_that_fails_unexpectedly_is_every_tools_answer_not_a_crash(tmp_path: Path) -> None:
+    """A data dir that is a file (or unreadable) breaks the build with an OSError, not a NovaError: the
+    server keeps running and every tool says what failed and where to look, instead of the process dying."""
+    data = tmp_path / "data-is-a-file"
+    data.write_text("not a folder")
+    handle = AppHandle(make_settings(tmp_path, data_dir=data))
+    async with Client(build_server(handle, poll_seconds=0)) as client:
+        for tool, args in (("list_indexes", {}), ("semantic_search", {"query": "x"}), ("list_indexes", {})):
+            with anyio.fail_after(30):  # a hang guard, not a speed bound
+                answer = await client.call_tool(tool, args)
+            text = answer.content[0].text
+            assert answer.is_error, text
+            assert "could not start" in text and str(data) in text and "NOVA_MCP_DATA_DIR" in text, text
+            assert "NotADirectoryError" not in text and "Errno" not in text
+        doctor = await client.call_tool("doctor", {})
+        assert not doctor.is_error

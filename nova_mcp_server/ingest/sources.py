@@ -34,7 +34,7 @@ from nova_mcp_server.ingest.sniff import (
     Detected,
 )
 from nova_mcp_server.models import ContentInput
-from nova_mcp_server.roots import no_roots_message
+from nova_mcp_server.roots import file_uri_to_path, no_roots_message
 
 log = logging.getLogger(__name__)
 
@@ -240,12 +240,25 @@ class _Resolver:
         )
 
     def _path_item(self, given: str) -> Iterator[SourceRef | SourceFailure]:
-        raw = given.removeprefix("file://") if given.startswith("file://") else given
+        raw = given
+        if given[:7].lower() == "file://":  # as clients write their roots: percent-encoded, maybe `localhost`
+            try:
+                raw = str(file_uri_to_path(given))
+            except ValueError as exc:
+                raise InvalidInput(f"{given} is not a local file URI: {exc}.", "Give an absolute path.") from None
         if not raw.strip():
             raise InvalidInput("empty path.")
         if "\x00" in raw:
             raise InvalidInput(f"{json.dumps(given)} contains a NUL character, which no file name can hold.")
-        real = self._allowed(Path(os.path.realpath(os.path.expanduser(raw))), given)
+        expanded = os.path.expanduser(raw)
+        real = Path(os.path.realpath(expanded))
+        if self.roots and not os.path.isabs(expanded) and root_of(real, self.roots) is None:
+            raise AccessDenied(  # the working directory is the client's choice, unseen by the agent
+                f"{given} is a relative path: it resolves against the server's working directory "
+                f"({os.getcwd()}) to {real}, outside the allowed roots.",
+                "Give an absolute path under one of: " + ", ".join(str(r) for r in self.roots) + ".",
+            )
+        real = self._allowed(real, given)
         try:
             mode = os.stat(real).st_mode
         except FileNotFoundError:

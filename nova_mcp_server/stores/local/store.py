@@ -74,7 +74,9 @@ FORMAT = 1
 SPEC_FILE = "index.json"
 # Searches running at once in this process: one per core. More threads than cores fighting for the GIL cost
 # more than they overlap (measured, 100k x 1024 on 2 cores: 2 searchers 1.85x one, 8 searchers 1.18x; 8
-# searchers through 2 slots 1.79x); the rest wait in the semaphore, blocked in C, not contending.
+# searchers through 2 slots 1.79x); the rest wait in the semaphore, blocked in C, not contending. A slot
+# covers the whole query (a slot around the scan alone measured no better than none), so a query that first
+# loads a cold filter cache (once per index generation; ~0.2-0.7 s at 1M rows) holds its slot meanwhile.
 SEARCH_SLOTS = threading.BoundedSemaphore(cpu_cores())
 MAX_OPEN = 16  # open indexes kept (each holds a handful of file descriptors)
 IDLE_SECONDS = 300.0

@@ -113,7 +113,19 @@ class Embedding:
         if not contents:
             raise InvalidInput("Give at least one content to embed.")
         dim = self.policy.pick_dimension(dimension)
-        sources, failures = await self.ingest.resolve_contents(contents, roots=roots)
+        sources: list[Any] = []
+        failures: list[Any] = []
+        for content in contents:  # one at a time: a folder or a prefix must not fan out into every file under it
+            found, failed = await self.ingest.resolve_contents([content], roots=roots)
+            if len(found) + len(failed) != 1:
+                named = content.path or content.s3_uri
+                raise InvalidInput(
+                    f"{named} is a folder or an S3 prefix holding {len(found) + len(failed)} file(s); "
+                    "embed_content embeds single items.",
+                    "Name the files themselves (at most 32), or index the folder with index_content and search it.",
+                )
+            sources += found
+            failures += failed
         if failures:
             raise InvalidInput("Could not read: " + "; ".join(f"{f.source}: {f.reason}" for f in failures))
         info = self.policy.embedder.info

@@ -241,6 +241,13 @@ class _Resolver:
 
     def _path_item(self, given: str) -> Iterator[SourceRef | SourceFailure]:
         raw = given
+        scheme = given.split("://", 1)[0] if "://" in given else ""  # one letter: a Windows drive, not a scheme
+        if len(scheme) > 1 and scheme.lower() != "file" and scheme.isascii() and scheme.replace("+", "").isalnum():
+            raise InvalidInput(
+                f"{given} is a {scheme}:// URL; web and other remote URLs are not read.",
+                "Give a local path (or file:// URI) under an allowed root, or an s3:// URI; to index a web page, "
+                "save it to a file first.",
+            )
         if given[:7].lower() == "file://":  # as clients write their roots: percent-encoded, maybe `localhost`
             try:
                 raw = str(file_uri_to_path(given))

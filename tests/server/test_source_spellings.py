@@ -38,3 +38,12 @@ async def test_a_relative_path_is_told_to_be_absolute(tmp_path: Path, tiny_model
         result = await client.call_tool("index_content", {"sources": ["notes/a.txt"], "index": "rel"})
     text = result.content[0].text
     assert result.is_error and "relative" in text and "absolute path" in text, text
+
+
+async def test_a_web_url_is_told_what_sources_are_read(tmp_path: Path, tiny_model: Path) -> None:
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        for url in ("https://example.com/paper.pdf", "ftp://example.com/a.txt"):
+            result = await client.call_tool("index_content", {"sources": [url], "index": "urls"})
+            text = result.content[0].text
+            assert result.is_error and "not read" in text and "s3://" in text and "relative" not in text, text

@@ -62,6 +62,11 @@ def test_mcp_overhead_smoke(tmp_path: Path) -> None:
             assert f["min_ms"] <= f["p50_ms"] <= f["p95_ms"] <= f["max_ms"], f
         overhead = figures["search_round_trip"]["p50_ms"] - figures["core_search"]["p50_ms"]
         assert figures["search_overhead_p50_ms"] == pytest.approx(overhead, abs=0.01)
+    stdio = data["transports"]["stdio"]
+    assert stdio["sdk_floor_search_round_trip"]["n"] == 10
+    above = stdio["search_overhead_p50_ms"] - stdio["sdk_floor_search_round_trip"]["p50_ms"]
+    assert stdio["search_overhead_above_sdk_floor_p50_ms"] == pytest.approx(above, abs=0.01)
+    assert len(data["loadavg"]["before"]) == len(data["loadavg"]["after"]) == 3
 
 
 def test_store_smoke(tmp_path: Path) -> None:

@@ -64,6 +64,11 @@ class _Outcome:
     skipped: bool = False
     job_id: str | None = None
     commit: SourceCommit | None = None
+    deferred: bool = False  # the call's time ran out inside this source: the background job does it
+
+
+class _OutOfTime(NovaError):
+    """The call's deadline passed while one of its sources was being embedded."""
 
 
 @dataclass
@@ -71,6 +76,7 @@ class _Tally:
     """The call's report, folded in as sources finish, so nothing per source outlives its commit."""
 
     fed: int = 0  # sources handed to the workers (failed resolutions included)
+    deferred: int = 0  # handed over but left to the background job when the call's time ran out
     indexed_sources: int = 0
     indexed_segments: int = 0
     removed_segments: int = 0
@@ -82,6 +88,8 @@ class _Tally:
     def add(self, position: int, display: str, outcome: _Outcome) -> None:
         if outcome.skipped:
             self.skipped += 1
+        elif outcome.deferred:
+            self.deferred += 1
         elif outcome.job_id:
             self.jobs[position] = outcome.job_id
         elif outcome.commit is not None:
@@ -164,8 +172,10 @@ class Indexing:
     ) -> IndexReport:
         """Index `items`; `roots` is this call's allowed set (configured plus the client's), else the configured.
 
-        Past `deadline` (time.monotonic) no new source is started: the sources under way finish and the report
-        counts the rest as `not_yet_indexed`, for the caller to hand to a background job.
+        Past `deadline` (time.monotonic) no new source is started, and a source under way stops at its next
+        batch (one large file must not hold the call past the client's patience either): the report counts
+        those as `not_yet_indexed`, for the caller to hand to a background job. A stopped source keeps the
+        state of a failed one (no new marker), so the job, or any later run, indexes it whole.
         """
         name = index or self.default_index
         check_index_name(name)
@@ -203,7 +213,7 @@ class Indexing:
                         if isinstance(marker, NovaError):
                             raise marker
                         async with self.ingest.opened(source) as opened:
-                            outcome = await self._index_source(writer, opened, marker, user_meta, report)
+                            outcome = await self._index_source(writer, opened, marker, user_meta, report, deadline)
                     except NovaError as exc:
                         tally.failed[position] = Failure(source=source.display, reason=exc.text)
                     except Exception:  # a bug on one file fails that file, never the call or its other sources
@@ -224,7 +234,7 @@ class Indexing:
         await writer.close()
         tally.settle(everything=True)
         tally.report_into(result)
-        result.not_yet_indexed = max(0, total - tally.fed)
+        result.not_yet_indexed = max(0, total - tally.fed) + tally.deferred
         await report(total, total, "done")
         return result
 
@@ -292,6 +302,7 @@ class Indexing:
         marker: dict[str, Any] | None,
         user_meta: dict[str, Any],
         progress: Progress,
+        deadline: float | None = None,
     ) -> _Outcome:
         sid = keys.source_id(source.uri)
         if marker and unchanged(marker, source.content_hash, user_meta):
@@ -308,11 +319,16 @@ class Indexing:
         try:
             async for batch in self.ingest.segment_batches(source, self.policy.embedder.info, EMBED_BATCH):
                 writer.target.check_alive()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _OutOfTime(f"{source.display}: the call's time budget ran out; a background job indexes it.")
                 records = await self._embed_batch(writer, sid, source, batch, user_meta, progress, ordinals)
                 await writer.add(commit, records)
                 produced += len(records)
             if not produced:
                 raise InvalidInput(f"{source.display} has no content to index.")
+        except _OutOfTime as exc:
+            await writer.fail(commit, exc)
+            return _Outcome(deferred=True)
         except NovaError as exc:
             await writer.fail(commit, exc)
             raise

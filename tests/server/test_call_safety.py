@@ -181,3 +181,42 @@ async def test_a_bug_on_one_file_fails_that_file_only(tmp_path: Path, tiny_model
     assert report["indexed_sources"] == 3 and [f["source"].endswith("note2.txt") for f in report["failed"]] == [True]
     reason = report["failed"][0]["reason"]
     assert "internal error" in reason and "other sources are not affected" in reason and "segmenter bug" not in reason
+
+
+async def test_one_large_file_past_the_budget_stops_at_its_next_batch_and_the_job_indexes_it_whole(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is checked between a source's batches too: a single big file cannot hold the call. The
+    clock the indexing service reads jumps past the deadline once the file's first batch is embedded."""
+    from nova_mcp_server.models import ContentInput
+    from nova_mcp_server.services import indexing
+
+    big = tmp_path / "big.txt"
+    big.write_text(
+        "\n\n".join(f"paragraph {i} about the {['sea', 'hills', 'city'][i % 3]} at dawn" * 6 for i in range(400))
+    )
+    core = local_core(tmp_path, tiny_model)
+    batches: list[int] = []
+    real_embed = core.policy.embed
+
+    async def counting(requests: Any, progress: Any = None) -> Any:
+        batches.append(len(requests))
+        return await real_embed(requests, progress)
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return 1e9 if batches else 0.0  # before the deadline until the first batch is embedded
+
+    monkeypatch.setattr(core.policy, "embed", counting)
+    monkeypatch.setattr(indexing, "time", Clock)
+    report = await core.indexing.index([ContentInput(path=str(big))], index="big", deadline=100.0)
+    assert (report.not_yet_indexed, report.indexed_sources, report.failed) == (1, 0, [])
+    assert len(batches) == 1  # it stopped at the next batch instead of embedding the rest of the file
+    monkeypatch.setattr(indexing, "time", __import__("time"))
+    whole = await core.indexing.index([ContentInput(path=str(big))], index="big")
+    assert whole.indexed_sources == 1 and whole.indexed_segments > 2 * batches[0]
+    stored = core.store.list_vectors("big").vectors
+    assert len(stored) == whole.indexed_segments  # nothing of the stopped attempt is left over
+    again = await core.indexing.index([ContentInput(path=str(big))], index="big")
+    assert again.skipped_unchanged == 1

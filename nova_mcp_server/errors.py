@@ -37,6 +37,17 @@ class IndexNotFound(NotFound):
         self.index = index
 
 
+class IndexDamaged(NovaError):
+    """An index whose files cannot be read (overwritten, truncated, half-copied): the others still work."""
+
+    def __init__(self, index: str, why: str) -> None:
+        super().__init__(
+            f"Index '{index}' is damaged: its files cannot be read ({why}).",
+            "Delete it with delete_index and index its sources again; the other indexes are not affected.",
+        )
+        self.index = index
+
+
 class DimensionMismatch(InvalidInput):
     """A vector's dimension or embedder differs from the one the index was built with."""
 

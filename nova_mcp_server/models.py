@@ -177,6 +177,7 @@ class IndexSummary(BaseModel):
     index_mode: str | None = Field(
         default=None, description="S3 Vectors: ENHANCED (filters exact) or CLASSIC (filtered searches may under-fill)"
     )
+    note: str | None = Field(default=None, description="what else the server knows, e.g. that it was damaged")
 
 
 class Check(BaseModel):

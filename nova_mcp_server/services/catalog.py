@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from nova_mcp_server import keys
-from nova_mcp_server.errors import IndexNotFound, InvalidInput, NotFound, NovaError
+from nova_mcp_server.errors import IndexDamaged, IndexNotFound, InvalidInput, NotFound, NovaError
 from nova_mcp_server.ingest.pipeline import Ingest
 from nova_mcp_server.models import DeleteReport, Facet, FacetValue, IndexFacets, IndexSummary
 from nova_mcp_server.services.embedding import EmbedderPolicy
@@ -189,10 +189,22 @@ class Catalog:
         return summary(await self.ensure(name))
 
     async def delete(self, name: str) -> IndexSummary:
-        info = await self.info(name)
+        try:
+            info: IndexInfo | None = await self.info(name)
+        except IndexDamaged:  # unreadable, but deleting it is exactly the way out
+            info = None
         self._deleted[name] = time.monotonic()
         await off_loop(self.store.delete_index, name)
-        return summary(info)
+        if info is not None:
+            return summary(info)
+        return IndexSummary(
+            name=name,
+            dimension=0,
+            metric="unknown",
+            vector_count=0,
+            uri=f"nova://indexes/{name}",
+            note="the index was damaged (its files could not be read); it is deleted",
+        )
 
     async def get_item(self, index: str, key: str) -> dict[str, Any]:
         await self.info(index)

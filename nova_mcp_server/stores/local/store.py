@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -43,7 +44,7 @@ import numpy as np
 import orjson
 
 from nova_mcp_server.durable import sync_dir, write_file
-from nova_mcp_server.errors import IndexNotFound, InvalidInput
+from nova_mcp_server.errors import IndexDamaged, IndexNotFound, InvalidInput
 from nova_mcp_server.stores.base import (
     MAX_DELETE,
     MAX_GET,
@@ -70,8 +71,14 @@ from nova_mcp_server.stores.local.index import DB_FILE, Handle, View, connect, r
 from nova_mcp_server.stores.local.search import NPROBE, cpu_cores, search, single_threaded_blas
 from nova_mcp_server.stores.local.vectorfile import vector_path
 
+log = logging.getLogger(__name__)
 FORMAT = 1
 SPEC_FILE = "index.json"
+# Windows reserves these file names in every folder (with any extension), so an index folder named so could not
+# be created, copied or opened there: refused on every system, so a data folder moves between them.
+WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+)
 # Searches running at once in this process: one per core. More threads than cores fighting for the GIL cost
 # more than they overlap (measured, 100k x 1024 on 2 cores: 2 searchers 1.85x one, 8 searchers 1.18x; 8
 # searchers through 2 slots 1.79x); the rest wait in the semaphore, blocked in C, not contending. A slot
@@ -151,8 +158,11 @@ class LocalVectorStore:
     # ---- open handles (a small LRU) ---------------------------------------------------------------------
 
     def _read_info(self, directory: Path) -> IndexInfo:
-        raw = json.loads((directory / SPEC_FILE).read_text())
-        return IndexInfo.model_validate({k: v for k, v in raw.items() if k != "format"})
+        try:
+            raw = json.loads((directory / SPEC_FILE).read_text())
+            return IndexInfo.model_validate({k: v for k, v in raw.items() if k != "format"})
+        except (ValueError, AttributeError, TypeError) as exc:  # not JSON, not an object, not our spec
+            raise IndexDamaged(directory.name, f"{SPEC_FILE} is not an index description") from exc
 
     @contextmanager
     def _use(self, name: str) -> Iterator[Handle]:
@@ -182,6 +192,10 @@ class LocalVectorStore:
         self._close_all(to_close)
         try:
             yield handle
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, busy, out of disk: not damage
+                raise
+            raise IndexDamaged(name, f"its database: {exc}") from exc
         finally:
             with self._lock:
                 handle.users -= 1
@@ -216,6 +230,11 @@ class LocalVectorStore:
 
     def create_index(self, spec: IndexSpec) -> IndexInfo:
         check_index_spec(spec)
+        if spec.name.split(".")[0] in WINDOWS_DEVICE_NAMES:
+            raise InvalidInput(
+                f"Index name '{spec.name}' is a device name on Windows, where its folder cannot exist.",
+                "Choose another name (for example 'con-docs').",
+            )
         final = self.root / spec.name
         if (final / SPEC_FILE).exists():
             raise index_exists_error(spec.name)
@@ -258,9 +277,31 @@ class LocalVectorStore:
                 infos.append(self.get_index(entry.name))
             except (IndexNotFound, InvalidInput):
                 continue
+            except IndexDamaged as exc:  # one broken index must not hide the others
+                log.warning("%s", exc.text)
         return infos
 
     def delete_index(self, name: str) -> None:
+        try:
+            self._delete_index(name)
+        except IndexDamaged:  # what cannot be read can still be removed: that is the way out
+            self._delete_damaged(name)
+
+    def _delete_damaged(self, name: str) -> None:
+        with self._lock:
+            handle = self._open.pop(name, None)
+        if handle is not None:
+            with handle.write_lock:
+                handle.close(save=False)
+        trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
+        try:
+            os.rename(self.root / name, trash)
+        except FileNotFoundError as exc:
+            raise IndexNotFound(name) from exc
+        sync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _delete_index(self, name: str) -> None:
         with self._use(name) as handle:
             with self._lock:
                 if self._open.get(name) is handle:

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from nova_mcp_server.errors import DimensionMismatch, InvalidInput, LimitExceeded, NovaError
+from nova_mcp_server.errors import DimensionMismatch, InvalidInput, LimitExceeded, NovaError, json_kind
 
 MAX_PUT = 500
 MAX_DELETE = 500
@@ -223,7 +223,7 @@ def _metadata_value(value: Any, name: str, where: str, *, in_list: bool = False)
         return value
     if isinstance(value, list | tuple) and not in_list:
         return [_metadata_value(v, name, where, in_list=True) for v in value]
-    kind = "a nested list" if isinstance(value, list | tuple) else type(value).__name__
+    kind = "a nested list" if isinstance(value, list | tuple) else json_kind(value)
     raise InvalidInput(
         f"Metadata {name!r}{where} is {kind}; values must be strings, numbers, booleans or lists of those.",
         "Flatten nested structures into separate keys, or serialise them into a string.",
@@ -238,7 +238,7 @@ def check_metadata_json(
         return None, None
     where = _where(key)
     if not isinstance(metadata, Mapping):
-        raise InvalidInput(f"Metadata{where} must be a JSON object; got {type(metadata).__name__}.")
+        raise InvalidInput(f"Metadata{where} must be a JSON object; got {json_kind(metadata)}.")
     if len(metadata) > MAX_METADATA_KEYS:
         raise LimitExceeded(
             f"Metadata{where} has {len(metadata)} keys; at most {MAX_METADATA_KEYS} are allowed per vector."

@@ -228,7 +228,7 @@ def test_metadata_checks(store: Any) -> None:
         ({"nested": {"a": 1}}, InvalidInput, "values must be strings, numbers, booleans"),
         ({"nested": [[1]]}, InvalidInput, "a nested list"),
         ({"n": float("nan")}, InvalidInput, "numbers must be finite"),
-        ({"none": None}, InvalidInput, "NoneType"),
+        ({"none": None}, InvalidInput, "is null; values must be"),
         ({"$op": 1}, InvalidInput, "don't start with '$'"),
     ]
     for metadata, kind, fragment in cases:

@@ -13,6 +13,7 @@ Tests pass `clients` (an `AwsClients` with overrides: Stubber, moto, the Nova fa
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -104,6 +105,23 @@ class _Run:
             )
         else:
             self.add("allowed folders", "pass", ", ".join(str(r) for r in roots))
+
+    def data_folder(self) -> None:
+        """The folder for the job table, the local store and the models: a folder this process can write to."""
+        folder = Path(self.s.data_dir).expanduser()
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if folder.exists() and not folder.is_dir():
+            self.add("data folder", "fail", f"{folder} is a file, not a folder", "Point NOVA_MCP_DATA_DIR at a folder.")
+        elif existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            where = existing if existing is not None else folder
+            self.add(
+                "data folder",
+                "fail",
+                f"{folder} cannot be written ({where} is not writable)",
+                "Point NOVA_MCP_DATA_DIR at a folder you can write to.",
+            )
+        else:
+            self.add("data folder", "pass", f"{folder}" + ("" if folder.exists() else " (created on first use)"))
 
     def local_model(self, backend: str) -> None:
         if backend != "local":
@@ -394,6 +412,7 @@ def run_doctor(
         for name in ("identity", "region", "model access", "vector bucket", "index", "staging bucket", "IAM actions"):
             run.add(name, "skipped", "local backend: no AWS calls", None)
     run.local_model(backend)
+    run.data_folder()
     run.allowed_roots()
     return DoctorReport(backend=backend, ok=all(c.status != "fail" for c in run.checks), checks=run.checks)
 

@@ -161,6 +161,7 @@ def test_a_right_set_up_passes_every_check(world: World) -> None:
         "staging bucket": "pass",
         "IAM actions": "pass",
         "local model": "skipped",
+        "data folder": "pass",
         "allowed folders": "pass",
     }
     assert f"account {ACCOUNT}" in checks["identity"].detail
@@ -285,6 +286,19 @@ def test_local_model_not_downloaded_points_at_download_model(tmp_path: Path) -> 
     )
     check = {c.name: c for c in doctor.run_doctor(settings, downloader=_no_model(tmp_path)).checks}["local model"]
     assert check.status == "fail" and "download-model" in (check.fix or "")
+
+
+def test_a_data_folder_that_is_a_file_fails(tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "d").write_text("not a folder")
+    settings = Settings(backend="local", data_dir=tmp_path / "d", local_model_path=tiny_model, allowed_roots=[tmp_path])
+    report = doctor.run_doctor(settings)
+    check = {c.name: c for c in report.checks}["data folder"]
+    assert not report.ok and check.status == "fail" and "is a file" in check.detail
+    assert "NOVA_MCP_DATA_DIR" in (check.fix or "")
+    fresh = Settings(
+        backend="local", data_dir=tmp_path / "new" / "d", local_model_path=tiny_model, allowed_roots=[tmp_path]
+    )
+    assert {c.name: c for c in doctor.run_doctor(fresh).checks}["data folder"].status == "pass"  # created on use
 
 
 @pytest.mark.parametrize("root", ["/", "~", "missing"])

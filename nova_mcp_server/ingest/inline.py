@@ -26,7 +26,13 @@ def inline_text(text: str, fmt: str | None) -> SourceRef:
         raise InvalidInput(f"inline text format '{fmt}' is not one of text, markdown, html, code.")
     if not text.strip():
         raise InvalidInput("empty text: give some non-whitespace text.")
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "inline text is not valid Unicode (it holds an unpaired surrogate such as \\ud800).",
+            "Send the text as valid UTF-8 (pair the surrogates, or drop them).",
+        ) from None
     if len(data) > MAX_INLINE_TEXT_BYTES:
         raise InvalidInput(
             f"inline text is {len(data):,} bytes; at most {MAX_INLINE_TEXT_BYTES:,} are taken inline.",

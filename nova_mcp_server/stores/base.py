@@ -198,10 +198,22 @@ def _plain_json(metadata: dict[str, Any]) -> str:
         return metadata_json(metadata)
 
 
-def metadata_bytes(metadata: Mapping[str, Any]) -> int:
+def metadata_bytes(metadata: Mapping[str, Any], where: str = "") -> int:
     """Size of metadata as compact UTF-8 JSON, the measure both stores apply to the 2 KB / 40 KB limits."""
-    text = metadata_json(metadata)
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+    return _utf8_size(metadata_json(metadata), where)
+
+
+def _utf8_size(text: str, where: str) -> int:
+    """Bytes of `text` as UTF-8; text that has no UTF-8 form (a lone surrogate, e.g. JSON's "\ud800") is refused."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"Metadata{where} holds text that is not valid Unicode (an unpaired surrogate such as \\ud800).",
+            "Send the text as valid UTF-8 (pair the surrogates, or drop them).",
+        ) from None
 
 
 def _where(key: str | None) -> str:
@@ -263,7 +275,7 @@ def check_metadata_json(
             clean[name] = _metadata_value(value, name, where)
             plain = False
     text = _plain_json(clean) if plain else metadata_json(clean)
-    total = len(text) if text.isascii() else len(text.encode("utf-8"))
+    total = _utf8_size(text, where)
     if total > MAX_METADATA_BYTES:
         raise LimitExceeded(
             f"Metadata{where} is {total} bytes as JSON; at most {MAX_METADATA_BYTES} bytes are allowed per vector.",
@@ -271,7 +283,7 @@ def check_metadata_json(
         )
     if total > MAX_FILTERABLE_METADATA_BYTES:
         filterable = {k: v for k, v in clean.items() if k not in non_filterable_keys}
-        size = metadata_bytes(filterable)
+        size = metadata_bytes(filterable, where)
         if size > MAX_FILTERABLE_METADATA_BYTES:
             raise LimitExceeded(
                 f"Filterable metadata{where} is {size} bytes as JSON; at most {MAX_FILTERABLE_METADATA_BYTES} "

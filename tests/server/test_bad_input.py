@@ -349,3 +349,20 @@ async def test_the_checker_itself_catches_success_crashes_and_changes(local: Any
     assert len(problems) == 4, problems
     assert "not an error" in problems[0] and "changed the index state" in problems[1]
     assert "does not say" in problems[2] and "does not say what to do" in problems[3]
+
+
+async def test_text_that_is_not_valid_unicode_is_refused_with_the_reason(tmp_path: Path, tiny_model: Path) -> None:
+    """A lone surrogate (JSON allows the escape "\\ud800") in inline text or in metadata: a reason, not an
+    internal error, and the index is left as it was."""
+    from support import local_core
+
+    core = local_core(tmp_path, tiny_model)
+    async with Client(build_server(core, poll_seconds=0)) as client:
+        text = await client.call_tool("index_content", {"texts": ["a \ud800 red car"], "index": "sur"})
+        assert text.is_error and "not valid Unicode" in text.content[0].text
+        meta = await client.call_tool(
+            "index_content", {"texts": ["a red car"], "metadata": {"k": "\ud800"}, "index": "sur"}
+        )
+        assert meta.is_error and "not valid Unicode" in meta.content[0].text
+        assert "internal error" not in text.content[0].text + meta.content[0].text
+    assert core.store.list_indexes() == []

@@ -28,12 +28,12 @@ import contextlib
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nova_mcp_server.stores.local.index import View
+from nova_mcp_server.stores.local.pools import ForkSafePool
 
 RERANK_EXTRA = 32  # float32 candidates re-scored in float64 beyond top_k
 GATHER_BELOW = 0.15  # below this match fraction, gather the matching rows instead of scoring all
@@ -54,7 +54,7 @@ def cpu_cores() -> int:
 
 
 _CORES = min(4, cpu_cores())
-_SCANNER: ThreadPoolExecutor | None = None
+_SCANNER = ForkSafePool(_CORES - 1, "nova-store-scan")
 _blas_lock = threading.Lock()
 _blas_limited = False
 
@@ -131,7 +131,8 @@ def products(matrix: np.ndarray, rows: np.ndarray | None, query: np.ndarray) -> 
         return out
     bounds = [total * i // parts for i in range(parts + 1)]
     helpers = [
-        _scanner().submit(_fill, matrix, rows, query, out, a, b) for a, b in zip(bounds[1:-1], bounds[2:], strict=True)
+        _SCANNER.get().submit(_fill, matrix, rows, query, out, a, b)
+        for a, b in zip(bounds[1:-1], bounds[2:], strict=True)
     ]
     _fill(matrix, rows, query, out, bounds[0], bounds[1])
     for done in helpers:
@@ -146,23 +147,6 @@ def _fill(matrix: np.ndarray, rows: np.ndarray | None, query: np.ndarray, out: n
     for start in range(a, b, GATHER_BLOCK):
         part = rows[start : min(b, start + GATHER_BLOCK)]
         np.dot(matrix[part], query, out=out[start : start + len(part)])
-
-
-def _forget_scanner() -> None:
-    global _SCANNER
-    _SCANNER = None  # a forked child has none of the parent's threads: it starts its own pool
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_scanner)
-
-
-def _scanner() -> ThreadPoolExecutor:
-    global _SCANNER
-    with _blas_lock:
-        if _SCANNER is None:
-            _SCANNER = ThreadPoolExecutor(max_workers=max(1, _CORES - 1), thread_name_prefix="nova-store-scan")
-        return _SCANNER
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from nova_mcp_server.durable import sync_file, write_at
+from nova_mcp_server.stores.local.pools import ForkSafePool
 
 O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
@@ -68,25 +68,7 @@ def map_rows(path: Path, rows: int, dimension: int) -> np.ndarray:
     return np.asarray(np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dimension)))
 
 
-_SYNCER: ThreadPoolExecutor | None = None
-_SYNCER_LOCK = threading.Lock()
-
-
-def _forget_syncer() -> None:
-    global _SYNCER
-    _SYNCER = None  # a forked child has none of the parent's threads: it starts its own pool
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_syncer)
-
-
-def _syncer() -> ThreadPoolExecutor:
-    global _SYNCER
-    with _SYNCER_LOCK:
-        if _SYNCER is None:
-            _SYNCER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nova-store-sync")
-        return _SYNCER
+_SYNCER = ForkSafePool(2, "nova-store-sync")
 
 
 def _sync(fd: int) -> None:
@@ -121,7 +103,7 @@ class VectorWriter:
         if os.fstat(fd).st_size != committed:
             os.ftruncate(fd, committed)
         write_at(fd, np.ascontiguousarray(matrix, dtype=np.float32).data, committed)
-        return _syncer().submit(_sync, fd)
+        return _SYNCER.get().submit(_sync, fd)
 
     def close(self) -> None:
         if self.fd is not None:

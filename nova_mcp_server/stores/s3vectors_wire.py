@@ -40,9 +40,16 @@ def encode_item(key: str, row: np.ndarray, metadata: Mapping[str, Any] | None) -
 
 
 def body_of(ids: Mapping[str, str], items: Sequence[bytes]) -> bytes:
-    """The whole PutVectors body from the index ids and encoded items."""
+    """The whole PutVectors body from the index ids and encoded items, copied once (a 500 x 1024 body is
+    ~6 MB: concatenating the parts would copy it three more times)."""
     head = orjson.dumps(dict(ids))[:-1]  # '{"vectorBucketName":"..","indexName":".."'
-    return head + b',"vectors":[' + b",".join(items) + b"]}"
+    parts = [head + b',"vectors":[']
+    for i, item in enumerate(items):
+        if i:
+            parts.append(b",")
+        parts.append(item)
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def chunks(

@@ -112,9 +112,10 @@ async def _poll_forever(handle: AppHandle, every: float) -> None:
     while True:
         await anyio.sleep(every)
         try:
-            jobs = (await handle.get()).jobs
-            await jobs.poll()
+            app = await handle.get()
         except NovaError:
-            return  # a refused configuration: nothing to poll, and the tools say why
-        except Exception:  # the poller must outlive any one bad tick
+            continue  # no App (the tools say why); a fixed data folder builds on a later tick
+        try:
+            await app.jobs.poll()
+        except Exception:  # the poller must outlive any one bad tick (Bedrock throttling included)
             log.exception("job poller tick failed")

@@ -3,8 +3,9 @@
 Why: importing and wiring the services (numpy, the stores, the ingestion pipeline, the embedders' modules)
 costs a few hundred milliseconds, and a client that spawns the server waits for all of start-up before its
 `initialize` is answered. The tools' names, schemas and annotations need only the settings, so the server
-registers them from the settings and builds the App behind this handle: the lifespan starts the build at
-once, in a thread, and the first call that needs a service awaits it (usually long done). A configuration
+registers them from the settings and builds the App behind this handle, in a worker thread: over HTTP as
+soon as the server runs, over stdio once the handshake is done (`kick`), and the first call that needs a
+service awaits it (usually long done). A configuration
 the App refuses (the aws backend without a vector bucket, an SDK too old) is then the text every tool
 answers, and the log's first line, instead of a process that exits before the client can say why.
 """
@@ -60,7 +61,7 @@ class AppHandle:
         self._lock = threading.Lock()
         self._when_ready: list[Callable[[App], None]] = []
         self._kick: Callable[[], object] | None = None
-        self.build_after_handshake = False  # stdio: wait for the client's `initialized` before building
+        self.build_after_handshake = False  # stdio: wait for the first message after `initialize` (`kick`)
 
     @classmethod
     def of(cls, app: App) -> AppHandle:

@@ -96,3 +96,27 @@ async def test_a_build_that_fails_unexpectedly_is_every_tools_answer_not_a_crash
             assert "NotADirectoryError" not in text and "Errno" not in text
         doctor = await client.call_tool("doctor", {})
         assert not doctor.is_error
+
+
+async def test_the_job_poller_outlives_a_failed_tick(tmp_path: Path, tiny_model: Path) -> None:
+    """A tick whose poll fails (Bedrock throttling, say: a NovaError) is logged; the next tick polls again."""
+    import anyio
+
+    from nova_mcp_server.app import build_app
+    from nova_mcp_server.errors import BackendUnavailable
+
+    app = build_app(make_settings(tmp_path, local_model_path=tiny_model))
+    ticks: list[int] = []
+    twice = anyio.Event()
+
+    async def poll() -> None:
+        ticks.append(1)
+        if len(ticks) >= 2:
+            twice.set()
+        raise BackendUnavailable("throttled")
+
+    app.jobs.poll = poll  # type: ignore[method-assign]
+    async with Client(build_server(app, poll_seconds=0.01)):
+        with anyio.fail_after(30):  # a hang guard, not a speed bound
+            await twice.wait()
+    assert len(ticks) >= 2
